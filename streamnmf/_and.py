@@ -1,0 +1,185 @@
+"""AND: Alternating Non-negative gradient Descent (Li & Liang, ICML 2017, Algorithm 1)."""
+
+import numpy as np
+import scipy.linalg
+
+from ._base import StreamingNMFBase, _check_number
+from ._engine import Rule
+
+UPDATES = ("stagewise", "gd", "sgd")
+
+#: relative weight of the proximal term in the stagewise solve (see ``StagewiseRule``)
+PROX = 1e-10
+
+
+class StagewiseRule(Rule):
+    """The limit of infinitely many gradient steps: ``C = argmin ||Y - Z C||^2`` per stage.
+
+    Solves ``(S_zz + lam I) C = S_zy + lam C_prev`` with ``lam = 1e-10 * trace(S_zz) / n``: a
+    proximal step that equals the least-squares solution ``S_zz^-1 S_zy`` to about 1e-10
+    relative when ``S_zz`` is well conditioned, and keeps the previous rows in the directions
+    the stage's codes never excite (a component that was never decoded, a singular ``S_zz``).
+    The proximal term vanishes at a fixed point, so it does not bias the converged answer.
+    """
+
+    def end_stage(self, C, stats):
+        S_zz = stats.S_zz
+        n = S_zz.shape[0]
+        lam = PROX * np.trace(S_zz) / n
+        C = C.astype(np.float64)
+        if not lam > 0:
+            return C  # nothing was decoded in this stage
+        lhs = S_zz + lam * np.eye(n)
+        rhs = stats.S_zy + lam * C
+        try:
+            return scipy.linalg.solve(lhs, rhs, assume_a="pos", check_finite=False)
+        except (np.linalg.LinAlgError, scipy.linalg.LinAlgError):
+            return np.linalg.lstsq(lhs, rhs, rcond=None)[0]
+
+
+class GDRule(Rule):
+    """The paper's experiments: ``T`` full gradient steps on the stage's fixed statistics.
+
+    ``C <- C + eta (S_zy - S_zz C) / N`` repeated ``n_inner`` times, where ``N`` is the stage's
+    sample count. The paper's ``A <- A + eta_p (Y Z^T - A Z Z^T)`` on sums is ``eta = eta_p N``.
+    Default ``eta = 1 / lambda_max(S_zz / N)``, the largest step that is monotone.
+    """
+
+    def __init__(self, n_inner, learning_rate):
+        self.n_inner = n_inner
+        self.learning_rate = learning_rate
+
+    def end_stage(self, C, stats):
+        S_zz = stats.S_zz / stats.count
+        S_zy = stats.S_zy / stats.count
+        eta = self.learning_rate
+        if eta is None:
+            top = np.linalg.eigvalsh(S_zz)[-1]
+            if not top > 0:
+                return C.astype(np.float64)
+            eta = 1.0 / top
+        C = C.astype(np.float64)
+        for _ in range(self.n_inner):
+            C = C + eta * (S_zy - S_zz @ C)
+        return C
+
+
+class SGDRule(Rule):
+    """Algorithm 1 as written: one rank-one update per sample (or per small batch)."""
+
+    per_sample = True
+
+
+class AND(StreamingNMFBase):
+    """AND: provable alternating decode-then-update NMF, streaming and out of core.
+
+    Runs in stages ``j = 0, 1, ...``. A stage fixes the decoding matrix ``P = pinv(A)`` and the
+    threshold ``alpha_j``; each sample ``y`` is decoded as ``z = phi_alpha(P y)`` with the hard
+    threshold ``phi_alpha(v) = v if v >= alpha else 0`` and the working matrix moves towards
+    ``y``: ``A <- A + eta (y - A z) z^T``. With a mild start it recovers the true ``A*`` even
+    under strong correlations of the weights (Li & Liang, ICML 2017). The components may be
+    signed; the weights are non-negative.
+
+    Parameters
+    ----------
+    n_components : int or None, default=None
+        Number of components (the paper's ``n``/``D``). None: ``n_features``.
+    update : {"stagewise", "gd", "sgd"}, default="stagewise"
+        ``"sgd"``: Algorithm 1, one rank-one update per sample (averaged over ``batch_size``
+        samples). ``"gd"``: the paper's experiments, decode the stage once then ``n_inner``
+        gradient steps on the fixed statistics. ``"stagewise"``: the limit ``n_inner -> inf``,
+        the least-squares solve ``A = S_yz S_zz^-1`` once per stage (one pass per stage; see
+        ``StagewiseRule`` for the guard against a singular ``S_zz``).
+    thresholds : {"adaptive", "geometric"}, float, sequence or ThresholdSchedule, \
+            default="adaptive"
+        The stage thresholds ``alpha_j``. ``"geometric"`` is the paper's ``0.1 / 1.1**j``;
+        ``"adaptive"`` (:class:`~streamnmf.schedules.Adaptive`) follows the measured progress
+        and reaches float64 round-off where the geometric one is still far; a float is constant.
+    n_stages : int, default=200
+        Maximum number of stages (``s + 1`` in the paper).
+    stage_length : int or None, default=None
+        Samples per stage (the paper's ``T`` for ``"sgd"``). None: one pass over the data in
+        ``fit``; one call in ``partial_fit``.
+    n_inner : int, default=50
+        Gradient steps per stage for ``update="gd"`` (the paper's ``T``: 50, 100 with noise).
+    learning_rate : float or None, default=None
+        ``"gd"``: step on the mean statistics (None: ``1 / lambda_max(S_zz / N)``). ``"sgd"``:
+        per-sample step ``eta`` (None: ``0.5 / mean ||z||^2`` on the first block).
+    batch_size : int, default=1
+        ``"sgd"`` only: samples whose rank-one terms are averaged into one update.
+    init : {"spa", "random"} or ndarray of shape (n_components, n_features), default="spa"
+        Start matrix (the paper's ``A0`` transposed). ``"spa"``: the purest samples of the first
+        block by successive projections, as the paper suggests; ``"random"``: random convex
+        combinations of samples.
+    tol : float or None, default=None
+        Stop when the relative change of the components over a stage is at most ``tol``.
+        None: ``10 * eps`` of the dtype (round-off).
+    n_iter_no_change : int or None, default=10
+        Stop when the change has not reached a new minimum for this many stages (round-off or
+        the noise floor). None: never.
+    random_state : int, Generator or None, default=None
+        Seeds the init.
+    callback : callable or None, default=None
+        ``callback(estimator, row)`` after every stage, with ``row`` the stage's history entry;
+        ``estimator._loop.C`` is the working matrix. Return True to stop. Its time is excluded
+        from ``history_["seconds"]``.
+    verbose : int, default=0
+        Print one line per stage.
+
+    Attributes
+    ----------
+    components_ : ndarray of shape (n_components, n_features)
+        The learned components (the paper's ``A`` transposed), unnormalised; recovery is up to
+        the scale of every row.
+    alpha_ : float
+        The threshold of the last stage, used by ``transform``.
+    n_stages_ : int
+        Stages run.
+    n_features_in_ : int
+    history_ : dict of ndarray
+        Per stage: ``stage``, ``seconds`` (cumulative fitting time), ``alpha``, ``n_samples``,
+        ``objective`` (mean squared reconstruction error of the stage's codes; needs no ground
+        truth), ``change`` (relative change of the components) and ``density`` of the codes.
+
+    Notes
+    -----
+    Paper to API: ``y`` is a row of X, ``A`` is ``components_.T``, ``z`` is a row of
+    ``transform(X)``, ``alpha_j`` is ``history_["alpha"][j]``, ``(A^(0))^dagger`` is the
+    decoding matrix computed once per stage.
+    """
+
+    def __init__(self, n_components=None, *, update="stagewise", thresholds="adaptive",
+                 n_stages=200, stage_length=None, n_inner=50, learning_rate=None,
+                 batch_size=1, init="spa", tol=None, n_iter_no_change=10,
+                 random_state=None, callback=None, verbose=0):
+        self.n_components = n_components
+        self.update = update
+        self.thresholds = thresholds
+        self.n_stages = n_stages
+        self.stage_length = stage_length
+        self.n_inner = n_inner
+        self.learning_rate = learning_rate
+        self.batch_size = batch_size
+        self.init = init
+        self.tol = tol
+        self.n_iter_no_change = n_iter_no_change
+        self.random_state = random_state
+        self.callback = callback
+        self.verbose = verbose
+
+    def _validate_algorithm_params(self):
+        if self.update not in UPDATES:
+            raise ValueError(f"update={self.update!r} is not supported; expected one of {UPDATES}.")
+        _check_number("n_inner", self.n_inner, low=1, integer=True)
+        _check_number("learning_rate", self.learning_rate, low=0, low_open=True, allow_none=True)
+
+    def _make_rule(self):
+        if self.update == "stagewise":
+            return StagewiseRule()
+        if self.update == "gd":
+            return GDRule(self.n_inner, self.learning_rate)
+        return SGDRule()
+
+    def _sgd_eta(self):
+        return self.learning_rate if self.update == "sgd" else None
+

@@ -1,0 +1,272 @@
+"""The stage loop shared by AND and Purification.
+
+Data flow: a source yields row blocks -> the stage fixes the decoding matrix ``D`` and the
+threshold ``alpha`` -> kernels decode a block and either update the working matrix per sample
+(``Rule.per_sample``) or accumulate the stage's statistics -> at the stage end the rule turns
+the statistics into the next working matrix -> listeners (checkpoints, callbacks) are told.
+
+The algorithms differ only in a :class:`Rule`: the decoding matrix, the threshold kind and the
+end-of-stage update. Everything here works on rows: ``C`` (n_components, n_features) is the
+paper's ``A`` transposed and ``D`` (n_features, n_components) is the paper's decoding matrix
+transposed, so a block decodes as ``Y @ D``.
+"""
+
+import time
+
+import numpy as np
+import scipy.sparse as sp
+
+from . import _kernels as K
+
+#: above this fraction of non-zero codes the dense BLAS products beat walking the support
+DENSE_CODES = 0.1
+
+
+def decode(Y, D, alpha, kind):
+    """Decode a block: ``Z = phi_alpha(Y @ D)`` with the support of every row.
+
+    Parameters
+    ----------
+    Y : {ndarray, csr_matrix} of shape (n_samples, n_features)
+    D : ndarray of shape (n_features, n_components)
+    alpha : float
+    kind : int
+        ``_kernels.HARD`` or ``_kernels.SHIFTED_RELU``.
+
+    Returns
+    -------
+    Z : ndarray of shape (n_samples, n_components), dtype of ``D``
+    z_indptr : ndarray of shape (n_samples + 1,), int64
+    z_indices : ndarray of shape (nnz,), int32
+    """
+    n_samples = Y.shape[0]
+    if sp.issparse(Y):
+        Z = np.empty((n_samples, D.shape[1]), dtype=D.dtype)
+        K.csr_decode(Y.data, Y.indices, Y.indptr, D, Z)
+    else:
+        Z = Y @ D  # BLAS: the whole block in one product, D fixed for the stage
+    z_indptr = np.empty(n_samples + 1, dtype=np.int64)
+    z_indices = K.threshold_codes(Z, Z.dtype.type(alpha), kind, z_indptr)
+    return Z, z_indptr, z_indices
+
+
+class StageStats:
+    """Sufficient statistics of one stage, accumulated in float64.
+
+    ``S_zy = sum z y^T`` (n_components, n_features) is the paper's ``S_yz`` transposed,
+    ``S_zz = sum z z^T``; with ``sum_z``, ``sum_y``, ``sum_yy`` and ``count`` they determine the
+    full-batch updates of both algorithms and the squared reconstruction error of any ``C``.
+    """
+
+    def __init__(self, n_components, n_features, with_sum_y=False):
+        self.S_zy = np.zeros((n_components, n_features))
+        self.S_zz = np.zeros((n_components, n_components))
+        self.sum_z = np.zeros(n_components)
+        self.sum_y = np.zeros(n_features) if with_sum_y else None
+        self.sum_yy = 0.0
+        self.count = 0
+        self.nnz = 0
+        self.code_max = 0.0  # sum over samples of max_k z_k: the codes' scale
+        self.residual = 0.0  # per-sample mode: sum of squared residuals seen by the updates
+
+    def add(self, Y, Z, z_indptr, z_indices, with_products):
+        n = Y.shape[0]
+        self.count += n
+        self.nnz += z_indices.size
+        if n:
+            self.code_max += float(Z.max(axis=1).sum())
+        if sp.issparse(Y):
+            self.sum_yy += float(np.dot(Y.data, Y.data))
+            if self.sum_y is not None:
+                self.sum_y += np.asarray(Y.sum(axis=0)).ravel()
+            if with_products:
+                K.accumulate_stats_csr(
+                    Y.data, Y.indices, Y.indptr, Z, z_indptr, z_indices,
+                    self.S_zy, self.S_zz, self.sum_z,
+                )
+            return
+        self.sum_yy += float(np.vdot(Y, Y))
+        if self.sum_y is not None:
+            self.sum_y += Y.sum(axis=0)
+        if not with_products:
+            return
+        if z_indices.size > DENSE_CODES * Z.size:
+            self.S_zy += Z.T @ Y
+            self.S_zz += Z.T @ Z
+            self.sum_z += Z.sum(axis=0)
+        else:
+            K.accumulate_stats_dense(Y, Z, z_indptr, z_indices, self.S_zy, self.S_zz, self.sum_z)
+
+    def squared_error(self, C):
+        """``sum ||y - C^T z||^2 / count`` for this stage's codes, from the statistics alone."""
+        C = np.asarray(C, dtype=np.float64)
+        value = self.sum_yy - 2.0 * np.vdot(C, self.S_zy) + np.vdot(C, self.S_zz @ C)
+        return max(value, 0.0) / max(self.count, 1)
+
+
+class Rule:
+    """What an algorithm plugs into the stage loop.
+
+    Attributes
+    ----------
+    kind : int
+        Threshold kind of the decoder (``_kernels.HARD`` or ``_kernels.SHIFTED_RELU``).
+    per_sample : bool
+        True: the working matrix is updated sample by sample (``sgd_step``); False: the stage
+        only accumulates statistics and ``end_stage`` computes the new matrix.
+    needs_sum_y : bool
+        Whether ``end_stage`` needs ``sum y`` (Purification's covariance).
+    """
+
+    kind = K.HARD
+    per_sample = False
+    needs_sum_y = False
+
+    def decoding_matrix(self, C):
+        """(n_features, n_components) matrix ``D`` with ``Y @ D`` the decoded values."""
+        return np.linalg.pinv(C.astype(np.float64)).astype(C.dtype)
+
+    def end_stage(self, C, stats):
+        """Return the next working matrix (float64) from the stage's statistics."""
+        raise NotImplementedError
+
+    def state(self):
+        """Floats a checkpoint must keep (e.g. a learning rate fixed at the first stage)."""
+        return np.zeros(0)
+
+    def set_state(self, values):
+        """Restore what ``state()`` returned."""
+
+
+class StageLoop:
+    """Runs stages over row blocks; the estimator's fit and partial_fit both drive it.
+
+    Parameters
+    ----------
+    rule : Rule
+    schedule : ThresholdSchedule
+    C0 : ndarray of shape (n_components, n_features)
+        Start matrix; copied. Its dtype is the working dtype.
+    stage_length : int or None
+        Samples per stage; None: the caller ends stages with :meth:`end_stage`.
+    sgd_eta : float or None
+        Per-sample step for per-sample rules; None: ``0.5 / mean ||z||^2`` of the first block.
+    batch_size : int
+        Samples averaged per update in per-sample rules.
+    """
+
+    def __init__(self, rule, schedule, C0, stage_length=None, sgd_eta=None, batch_size=1):
+        self.rule = rule
+        self.schedule = schedule
+        self.C = np.array(C0, order="C")
+        self.dtype = self.C.dtype
+        self.stage_length = stage_length
+        self.sgd_eta = sgd_eta
+        self.batch_size = int(batch_size)
+        self.stage = 0
+        self.samples_seen = 0
+        self.seconds = 0.0
+        self.history = {k: [] for k in HISTORY_FIELDS}
+        self.listeners = []
+        self._begin_stage()
+
+    # -- stage boundaries -------------------------------------------------------------------
+    def _begin_stage(self):
+        n_components, n_features = self.C.shape
+        self.C_start = self.C.copy()
+        self.D = np.ascontiguousarray(self.rule.decoding_matrix(self.C))
+        self.alpha = float(self.schedule.alpha(self.stage))
+        self.stats = StageStats(n_components, n_features, self.rule.needs_sum_y)
+        if self.rule.per_sample:
+            self._G = np.zeros_like(self.C)
+            self._touched = np.zeros(n_components, dtype=np.bool_)
+            self._batch = np.zeros(2)
+
+    def end_stage(self):
+        """Close the current stage (if it saw any sample), record it and begin the next one.
+
+        Returns
+        -------
+        dict or None
+            The stage's history row, or None when the stage was empty.
+        """
+        stats = self.stats
+        if stats.count == 0:
+            return None
+        t0 = time.perf_counter()
+        if self.rule.per_sample:
+            if self._batch[0] > 0:  # a partial batch at the stage end is applied, not dropped
+                K._sgd_flush(self.C, self._G, self._touched, self.sgd_eta / self._batch[0])
+                self._batch[0] = 0.0
+            objective = self._batch[1] / stats.count
+        else:
+            C_new = self.rule.end_stage(self.C, stats)
+            objective = stats.squared_error(C_new)
+            self.C = np.ascontiguousarray(C_new, dtype=self.dtype)
+        norm = np.linalg.norm(self.C)
+        change = float(np.linalg.norm(self.C - self.C_start) / norm) if norm > 0 else np.inf
+        code_scale = stats.code_max / stats.count
+        self.schedule.observe(self.stage, self.alpha, change, code_scale)
+        self.seconds += time.perf_counter() - t0
+        row = dict(
+            stage=self.stage,
+            seconds=self.seconds,
+            alpha=self.alpha,
+            n_samples=stats.count,
+            objective=float(objective),
+            change=change,
+            density=stats.nnz / (stats.count * self.C.shape[0]),
+        )
+        for key in HISTORY_FIELDS:
+            self.history[key].append(row[key])
+        self.stage += 1
+        t0 = time.perf_counter()
+        self._begin_stage()
+        self.seconds += time.perf_counter() - t0
+        for listener in self.listeners:
+            listener(self, row)
+        return row
+
+    # -- data -------------------------------------------------------------------------------
+    def consume(self, Y):
+        """Feed one validated row block; stages end automatically every ``stage_length``."""
+        start = 0
+        n = Y.shape[0]
+        while start < n:
+            take = n - start
+            if self.stage_length is not None:
+                take = min(take, self.stage_length - self.stats.count)
+            part = Y[start : start + take] if (start or take < n) else Y
+            t0 = time.perf_counter()
+            self._process(part)
+            self.seconds += time.perf_counter() - t0
+            self.samples_seen += take
+            start += take
+            if self.stage_length is not None and self.stats.count >= self.stage_length:
+                self.end_stage()
+
+    def _process(self, Y):
+        Z, z_indptr, z_indices = decode(Y, self.D, self.alpha, self.rule.kind)
+        per_sample = self.rule.per_sample
+        self.stats.add(Y, Z, z_indptr, z_indices, with_products=not per_sample)
+        if not per_sample:
+            return
+        if self.sgd_eta is None:
+            mean_sq = float(np.einsum("ij,ij->", Z, Z, dtype=np.float64)) / max(Y.shape[0], 1)
+            self.sgd_eta = 0.5 / mean_sq if mean_sq > 0 else None
+            if self.sgd_eta is None:
+                return  # nothing decoded yet: no update to make, no scale to learn from
+        eta = self.dtype.type(self.sgd_eta)
+        if sp.issparse(Y):
+            K.sgd_update_csr(
+                Y.data, Y.indices, Y.indptr, Z, z_indptr, z_indices, self.C, eta,
+                self.batch_size, self._G, self._touched, self._batch,
+            )
+        else:
+            K.sgd_update_dense(
+                Y, Z, z_indptr, z_indices, self.C, eta, self.batch_size,
+                self._G, self._touched, self._batch,
+            )
+
+
+HISTORY_FIELDS = ("stage", "seconds", "alpha", "n_samples", "objective", "change", "density")

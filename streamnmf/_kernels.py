@@ -1,0 +1,269 @@
+"""Numba kernels: the per-sample inner loops of the decode / update engine.
+
+Only ``@njit`` functions live here; the Python stage loop (``_engine.py``) calls them on row blocks.
+Every kernel has a plain NumPy twin in ``tests/naive.py`` and the tests compare the two.
+
+Layout (scikit-learn's, the paper's transposed):
+
+* a block of samples ``Y`` is (n_samples, n_features): dense C-ordered rows, or CSR rows given as
+  ``(data, indices, indptr)``;
+* the working matrix ``C`` is (n_components, n_features), the paper's ``A`` transposed;
+* codes ``Z`` are (n_samples, n_components), the paper's ``z`` (AND) or ``x`` (Purification) as
+  rows. After thresholding most entries are zero, so the threshold kernels also return the
+  support of every row as a CSR pattern ``(z_indptr, z_indices)``; the other kernels walk only
+  that support, so their cost scales with ``nnz(z)`` rather than ``n_components``.
+
+All kernels are ``nogil`` so a reader thread can fill the next block while they run, and
+``cache=True`` so the compiled code survives between processes (see ``streamnmf.warmup``).
+"""
+
+import numba
+import numpy as np
+
+# No 'nnan'/'ninf': NaN checks must keep working. 'reassoc' and 'contract' let the compiler
+# vectorise the row loops; results stay within a few ulps of the NumPy references.
+FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
+
+#: threshold kinds (the decoders of the two algorithms)
+HARD = 0  # AND: phi_alpha(v) = v if v >= alpha else 0
+SHIFTED_RELU = 1  # Purification: phi'_alpha(v) = max(v - alpha, 0)
+
+_jit = dict(nogil=True, cache=True, fastmath=FASTMATH)
+
+
+@numba.njit(**_jit)
+def threshold_codes(V, alpha, kind, z_indptr):
+    """Threshold decoded values in place and return the support of every row.
+
+    Parameters
+    ----------
+    V : ndarray of shape (n_samples, n_components)
+        Decoded values ``Y @ D``; overwritten with the codes.
+    alpha : float
+        The stage's threshold.
+    kind : int
+        ``HARD`` (AND) or ``SHIFTED_RELU`` (Purification).
+    z_indptr : ndarray of shape (n_samples + 1,), int64
+        Filled with the CSR row pointers of the support.
+
+    Returns
+    -------
+    z_indices : ndarray of shape (nnz,), int32
+        Column indices of the non-zero codes, row after row.
+    """
+    n_samples, n_components = V.shape
+    z_indptr[0] = 0
+    nnz = 0
+    for i in range(n_samples):
+        for k in range(n_components):
+            v = V[i, k]
+            if kind == HARD:
+                keep = v >= alpha
+            else:
+                v = v - alpha
+                keep = v > 0.0
+            if keep and v != 0.0:
+                V[i, k] = v
+                nnz += 1
+            else:
+                V[i, k] = 0.0
+        z_indptr[i + 1] = nnz
+    z_indices = np.empty(nnz, dtype=np.int32)
+    p = 0
+    for i in range(n_samples):
+        for k in range(n_components):
+            if V[i, k] != 0.0:
+                z_indices[p] = k
+                p += 1
+    return z_indices
+
+
+@numba.njit(**_jit)
+def csr_decode(data, indices, indptr, D, V):
+    """Decode CSR rows: ``V = Y @ D`` in ``O(nnz(Y) n_components)``, independent of n_features.
+
+    Parameters
+    ----------
+    data, indices, indptr : ndarrays
+        CSR rows of ``Y``, (n_samples, n_features).
+    D : ndarray of shape (n_features, n_components)
+        The stage's decoding matrix (pinv of ``C``, i.e. the paper's ``P^T``).
+    V : ndarray of shape (n_samples, n_components)
+        Output, overwritten.
+    """
+    n_samples, n_components = V.shape
+    for i in range(n_samples):
+        for k in range(n_components):
+            V[i, k] = 0.0
+        for p in range(indptr[i], indptr[i + 1]):
+            y = data[p]
+            row = D[indices[p]]
+            for k in range(n_components):
+                V[i, k] += y * row[k]
+
+
+@numba.njit(**_jit)
+def _residual_dense(y, Z, i, z_indptr, z_indices, C, r):
+    # r = y - C^T z over the support of z: O(n_features * nnz(z)).
+    n_features = r.shape[0]
+    for f in range(n_features):
+        r[f] = y[f]
+    for p in range(z_indptr[i], z_indptr[i + 1]):
+        k = z_indices[p]
+        zk = Z[i, k]
+        ck = C[k]
+        for f in range(n_features):
+            r[f] -= zk * ck[f]
+
+
+@numba.njit(**_jit)
+def _residual_csr(data, indices, indptr, Z, i, z_indptr, z_indices, C, r):
+    n_features = r.shape[0]
+    for f in range(n_features):
+        r[f] = 0.0
+    for p in range(z_indptr[i], z_indptr[i + 1]):
+        k = z_indices[p]
+        zk = Z[i, k]
+        ck = C[k]
+        for f in range(n_features):
+            r[f] -= zk * ck[f]
+    for p in range(indptr[i], indptr[i + 1]):
+        r[indices[p]] += data[p]
+
+
+@numba.njit(**_jit)
+def _sgd_apply(Z, i, z_indptr, z_indices, r, G, touched, n_touched):
+    # Accumulate z r^T into the pending batch gradient G, remembering which rows it touched.
+    n_features = r.shape[0]
+    for p in range(z_indptr[i], z_indptr[i + 1]):
+        k = z_indices[p]
+        if not touched[k]:
+            touched[k] = True
+            n_touched[0] += 1
+            G[k, :] = 0.0
+        zk = Z[i, k]
+        gk = G[k]
+        for f in range(n_features):
+            gk[f] += zk * r[f]
+
+
+@numba.njit(**_jit)
+def _sgd_flush(C, G, touched, step):
+    # C[k] += step * G[k] for the touched rows, then clear the batch.
+    n_components, n_features = C.shape
+    for k in range(n_components):
+        if touched[k]:
+            ck = C[k]
+            gk = G[k]
+            for f in range(n_features):
+                ck[f] += step * gk[f]
+            touched[k] = False
+
+
+@numba.njit(**_jit)
+def sgd_update_dense(Y, Z, z_indptr, z_indices, C, eta, batch_size, G, touched, batch_state):
+    """AND's per-sample update, ``A <- A + eta (y - A z) z^T``, on dense rows.
+
+    With ``batch_size == 1`` this is the paper's Algorithm 1 sample by sample; with ``b > 1`` the
+    rank-one terms of ``b`` consecutive samples are averaged and applied together. Only rows of
+    ``C`` in the support of ``z`` are read or written: ``O(n_features * nnz(z))`` per sample.
+
+    Parameters
+    ----------
+    Y : ndarray of shape (n_samples, n_features)
+    Z, z_indptr, z_indices : codes and their support, from ``threshold_codes``.
+    C : ndarray of shape (n_components, n_features)
+        Working matrix, updated in place.
+    eta : float
+        Step size per sample.
+    batch_size : int
+    G : ndarray of shape (n_components, n_features)
+        Scratch for the pending batch gradient (its touched rows persist between calls).
+    touched : ndarray of shape (n_components,), bool
+        Rows of ``G`` holding pending terms.
+    batch_state : ndarray of shape (2,), float64
+        ``[samples pending in the batch, running sum of squared residuals]``; persists between
+        calls so a batch may span blocks.
+    """
+    n_samples, n_features = Y.shape
+    r = np.empty(n_features, dtype=C.dtype)
+    n_touched = np.zeros(1, dtype=np.int64)
+    for i in range(n_samples):
+        _residual_dense(Y[i], Z, i, z_indptr, z_indices, C, r)
+        batch_state[1] += np.dot(r, r)
+        _sgd_apply(Z, i, z_indptr, z_indices, r, G, touched, n_touched)
+        batch_state[0] += 1.0
+        if batch_state[0] >= batch_size:
+            _sgd_flush(C, G, touched, eta / batch_state[0])
+            batch_state[0] = 0.0
+
+
+@numba.njit(**_jit)
+def sgd_update_csr(data, indices, indptr, Z, z_indptr, z_indices, C, eta, batch_size, G,
+                   touched, batch_state):
+    """``sgd_update_dense`` for CSR rows (``O(n_features nnz(z) + nnz(y))`` per sample)."""
+    n_samples = Z.shape[0]
+    n_features = C.shape[1]
+    r = np.empty(n_features, dtype=C.dtype)
+    n_touched = np.zeros(1, dtype=np.int64)
+    for i in range(n_samples):
+        _residual_csr(data, indices, indptr, Z, i, z_indptr, z_indices, C, r)
+        batch_state[1] += np.dot(r, r)
+        _sgd_apply(Z, i, z_indptr, z_indices, r, G, touched, n_touched)
+        batch_state[0] += 1.0
+        if batch_state[0] >= batch_size:
+            _sgd_flush(C, G, touched, eta / batch_state[0])
+            batch_state[0] = 0.0
+
+
+@numba.njit(**_jit)
+def _gram_update(Z, i, z_indptr, z_indices, S_zz, sum_z):
+    for p in range(z_indptr[i], z_indptr[i + 1]):
+        k = z_indices[p]
+        zk = Z[i, k]
+        sum_z[k] += zk
+        for q in range(z_indptr[i], z_indptr[i + 1]):
+            S_zz[k, z_indices[q]] += zk * Z[i, z_indices[q]]
+
+
+@numba.njit(**_jit)
+def accumulate_stats_dense(Y, Z, z_indptr, z_indices, S_zy, S_zz, sum_z):
+    """Add a block's ``Z^T Y`` and ``Z^T Z`` (and ``sum z``) walking only the support of ``z``.
+
+    ``O(n_features nnz(z) + nnz(z)^2)`` per sample; the stage loop uses BLAS instead when the codes
+    are dense.
+
+    Parameters
+    ----------
+    Y : ndarray of shape (n_samples, n_features)
+    Z, z_indptr, z_indices : codes and their support.
+    S_zy : ndarray of shape (n_components, n_features)
+        The paper's ``S_yz`` transposed, accumulated in place.
+    S_zz : ndarray of shape (n_components, n_components)
+    sum_z : ndarray of shape (n_components,)
+    """
+    n_samples, n_features = Y.shape
+    for i in range(n_samples):
+        y = Y[i]
+        for p in range(z_indptr[i], z_indptr[i + 1]):
+            k = z_indices[p]
+            zk = Z[i, k]
+            sk = S_zy[k]
+            for f in range(n_features):
+                sk[f] += zk * y[f]
+        _gram_update(Z, i, z_indptr, z_indices, S_zz, sum_z)
+
+
+@numba.njit(**_jit)
+def accumulate_stats_csr(data, indices, indptr, Z, z_indptr, z_indices, S_zy, S_zz, sum_z):
+    """``accumulate_stats_dense`` for CSR rows: ``O(nnz(y) nnz(z))`` per sample, independent of
+    n_features."""
+    n_samples = Z.shape[0]
+    for i in range(n_samples):
+        for p in range(z_indptr[i], z_indptr[i + 1]):
+            k = z_indices[p]
+            zk = Z[i, k]
+            sk = S_zy[k]
+            for q in range(indptr[i], indptr[i + 1]):
+                sk[indices[q]] += zk * data[q]
+        _gram_update(Z, i, z_indptr, z_indices, S_zz, sum_z)

@@ -1,0 +1,213 @@
+"""Threshold schedules: the ``alpha_j`` of each stage ``j``.
+
+AND's decode ``z = phi_alpha(P y)`` zeroes decoded values below ``alpha``. Theory (AND paper,
+Theorem 4) wants ``alpha_j`` to shrink with the error of the stage's start matrix: too large and
+the small true weights are cut (a bias), too small and the decoding errors pass through and the
+iteration stalls at a wrong fixed point. A schedule is asked for ``alpha`` once at the start of
+every stage and told the stage's outcome at its end.
+"""
+
+from collections.abc import Sequence
+
+import numpy as np
+
+__all__ = [
+    "ThresholdSchedule",
+    "Geometric",
+    "Constant",
+    "Explicit",
+    "Adaptive",
+    "make_schedule",
+]
+
+
+class ThresholdSchedule:
+    """Base class: ``alpha(stage)`` gives the threshold, ``observe`` learns from a stage.
+
+    Subclasses must be stateless apart from what ``state()`` returns, so that a checkpoint can
+    restore them exactly.
+    """
+
+    def alpha(self, stage):
+        """Threshold for stage ``stage`` (0-based)."""
+        raise NotImplementedError
+
+    def observe(self, stage, alpha, change, code_scale):
+        """Learn from the end of a stage.
+
+        Parameters
+        ----------
+        stage : int
+        alpha : float
+            The threshold the stage used.
+        change : float
+            Relative change of the working matrix over the stage,
+            ``||C_end - C_start||_F / ||C_end||_F``.
+        code_scale : float
+            Mean over the stage's samples of the largest code of each sample.
+        """
+
+    def state(self):
+        """Floats that, with the constructor arguments, restore the schedule exactly."""
+        return np.zeros(0)
+
+    def set_state(self, values):
+        """Restore what ``state()`` returned."""
+
+
+class Geometric(ThresholdSchedule):
+    """``alpha_j = alpha0 / decay**j`` (the paper's experiments: ``alpha0=0.1, decay=1.1``).
+
+    A decay that is too fast drives ``alpha`` below the decoding error before the error has
+    fallen and the iteration stalls (about ln -40 on DIR with ``decay=1.5``); the paper's 1.1
+    keeps falling but slowly (ln -36 after 200 stages).
+    """
+
+    def __init__(self, alpha0=0.1, decay=1.1):
+        if not alpha0 > 0:
+            raise ValueError(f"Geometric: alpha0 must be > 0, got {alpha0!r}.")
+        if not decay >= 1:
+            raise ValueError(
+                f"Geometric: decay must be >= 1 (alpha_j = alpha0 / decay**j), got {decay!r}."
+            )
+        self.alpha0 = float(alpha0)
+        self.decay = float(decay)
+
+    def alpha(self, stage):
+        return self.alpha0 / self.decay**stage
+
+    def __repr__(self):
+        return f"Geometric(alpha0={self.alpha0!r}, decay={self.decay!r})"
+
+
+class Constant(ThresholdSchedule):
+    """The same ``alpha`` for every stage (AND's Theorem 1 uses 1/4 for binary weights).
+
+    A constant threshold stalls on non-binary weights (paper Fig. 2); ``alpha=0`` makes no
+    progress once the working matrix spans the true one.
+    """
+
+    def __init__(self, alpha=0.1):
+        if not np.isfinite(alpha):
+            raise ValueError(f"Constant: alpha must be finite, got {alpha!r}.")
+        self.alpha0 = float(alpha)
+
+    def alpha(self, stage):
+        return self.alpha0
+
+    def __repr__(self):
+        return f"Constant(alpha={self.alpha0!r})"
+
+
+class Explicit(ThresholdSchedule):
+    """A given sequence ``alpha_0, alpha_1, ...``; the last value is repeated once exhausted."""
+
+    def __init__(self, alphas):
+        alphas = np.asarray(alphas, dtype=np.float64).ravel()
+        if alphas.size == 0 or not np.all(np.isfinite(alphas)):
+            raise ValueError(
+                "Explicit: expected a non-empty sequence of finite thresholds, "
+                f"got {alphas.tolist()!r}."
+            )
+        self.alphas = alphas
+
+    def alpha(self, stage):
+        return float(self.alphas[min(stage, self.alphas.size - 1)])
+
+    def __repr__(self):
+        return f"Explicit({self.alphas.tolist()!r})"
+
+
+class Adaptive(ThresholdSchedule):
+    """Threshold proportional to the measured progress (the default).
+
+    Theorem 4 asks for ``alpha_j`` proportional to the error of the stage's start. That error is
+    unknown without ground truth, but under linear convergence it is proportional to how much the
+    working matrix moved in the last stage. So::
+
+        alpha_{j+1} = clip(kappa * change_j * code_scale_j,
+                           alpha_j / max_decay, alpha_j)
+
+    never increasing, falling at most ``max_decay``-fold per stage, and never below
+    ``floor * code_scale`` (round-off: below it thresholding only lets noise through).
+    ``code_scale`` (the mean largest code per sample) makes it independent of the data's units.
+
+    Measured (DIR, n=100, m=1000, N=5000, stagewise): ``kappa=1`` reaches ln error -58 in
+    140 stages, while ``kappa=0.3`` stalls near -43 (the threshold falls below the decoding
+    error too soon) and ``kappa=3`` is linear but about half as fast; the paper's geometric
+    0.1/1.1**j is at -36 after 200 stages.
+    """
+
+    def __init__(self, alpha0=0.1, kappa=1.0, max_decay=10.0, floor=10 * np.finfo(float).eps):
+        if not alpha0 > 0:
+            raise ValueError(f"Adaptive: alpha0 must be > 0, got {alpha0!r}.")
+        if not kappa > 0:
+            raise ValueError(f"Adaptive: kappa must be > 0, got {kappa!r}.")
+        if not max_decay >= 1:
+            raise ValueError(f"Adaptive: max_decay must be >= 1, got {max_decay!r}.")
+        self.alpha0 = float(alpha0)
+        self.kappa = float(kappa)
+        self.max_decay = float(max_decay)
+        self.floor = float(floor)
+        self._next = self.alpha0
+
+    def alpha(self, stage):
+        return self._next
+
+    def observe(self, stage, alpha, change, code_scale):
+        if not (np.isfinite(change) and np.isfinite(code_scale)) or code_scale <= 0:
+            return  # nothing decoded this stage: keep the threshold
+        target = self.kappa * change * code_scale
+        new = min(alpha, max(target, alpha / self.max_decay))
+        self._next = max(new, self.floor * code_scale)
+
+    def state(self):
+        return np.array([self._next])
+
+    def set_state(self, values):
+        self._next = float(values[0])
+
+    def __repr__(self):
+        return (
+            f"Adaptive(alpha0={self.alpha0!r}, kappa={self.kappa!r}, "
+            f"max_decay={self.max_decay!r}, floor={self.floor!r})"
+        )
+
+
+def make_schedule(thresholds):
+    """Turn the estimators' ``thresholds`` parameter into a fresh schedule.
+
+    Parameters
+    ----------
+    thresholds : {"adaptive", "geometric"}, float, sequence of float or ThresholdSchedule
+        ``"adaptive"``: :class:`Adaptive` defaults; ``"geometric"``: the paper's
+        ``0.1 / 1.1**j``; a float: a constant threshold; a sequence: explicit values.
+        A schedule instance is copied so the estimator's parameter is never mutated.
+
+    Returns
+    -------
+    ThresholdSchedule
+    """
+    if isinstance(thresholds, str):
+        if thresholds == "adaptive":
+            return Adaptive()
+        if thresholds == "geometric":
+            return Geometric()
+        raise ValueError(
+            f"thresholds={thresholds!r} is not a known schedule; expected 'adaptive', "
+            "'geometric', a float (constant), a sequence of floats or a ThresholdSchedule."
+        )
+    if isinstance(thresholds, ThresholdSchedule):
+        import copy
+
+        return copy.deepcopy(thresholds)
+    if isinstance(thresholds, (int, float, np.integer, np.floating)) and not isinstance(
+        thresholds, bool
+    ):
+        return Constant(float(thresholds))
+    if isinstance(thresholds, (Sequence, np.ndarray)):
+        return Explicit(thresholds)
+    raise TypeError(
+        f"thresholds must be 'adaptive', 'geometric', a float, a sequence of floats or a "
+        f"ThresholdSchedule; got {type(thresholds).__name__}."
+    )

@@ -1,0 +1,157 @@
+"""Every Numba kernel against its NumPy twin in ``naive.py``, on seeded inputs and edge cases."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from streamnmf import _engine
+from streamnmf import _kernels as K
+
+import naive
+
+RTOL = {np.float64: 1e-10, np.float32: 1e-5}
+
+
+def make(rng, n_samples, n_features, n_components, dtype, density=1.0):
+    Y = rng.standard_normal((n_samples, n_features))
+    if density < 1:
+        Y[rng.random(Y.shape) > density] = 0
+    Y[1] = 0  # an all-zero sample
+    D = rng.standard_normal((n_features, n_components)) / np.sqrt(n_features)
+    C = rng.standard_normal((n_components, n_features))
+    return Y.astype(dtype), D.astype(dtype), C.astype(dtype)
+
+
+def as_input(Y, layout):
+    return sp.csr_matrix(Y) if layout == "csr" else Y
+
+
+def codes(Y, D, alpha, kind):
+    return _engine.decode(Y, D, alpha, kind)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("layout", ["dense", "csr"])
+@pytest.mark.parametrize("kind", [K.HARD, K.SHIFTED_RELU])
+def test_decode_matches_reference(dtype, layout, kind):
+    rng = np.random.default_rng(0)
+    Y, D, _ = make(rng, 40, 30, 8, dtype, density=0.3 if layout == "csr" else 1.0)
+    alpha = 0.2
+    Z, indptr, indices = codes(as_input(Y, layout), D, alpha, kind)
+    expected = naive.decode(Y, D, alpha, kind)
+    assert Z.dtype == dtype
+    np.testing.assert_allclose(Z, expected, rtol=RTOL[dtype], atol=RTOL[dtype])
+    ref_indptr, ref_indices = naive.support(expected)
+    np.testing.assert_array_equal(indptr, ref_indptr)
+    np.testing.assert_array_equal(indices, ref_indices)
+    assert not Z[1].any() and indptr[2] == indptr[1]  # the all-zero sample has empty support
+
+
+def test_hard_threshold_keeps_alpha_exactly_hit_and_shifted_relu_drops_it():
+    V = np.array([[0.25, 0.2499999, 0.5, -1.0, 0.0]])
+    Z = V.copy()
+    indptr = np.empty(2, dtype=np.int64)
+    idx = K.threshold_codes(Z, 0.25, K.HARD, indptr)
+    np.testing.assert_array_equal(Z, [[0.25, 0, 0.5, 0, 0]])
+    np.testing.assert_array_equal(idx, [0, 2])
+    Z = V.copy()
+    idx = K.threshold_codes(Z, 0.25, K.SHIFTED_RELU, indptr)
+    np.testing.assert_array_equal(Z, [[0, 0, 0.25, 0, 0]])
+    np.testing.assert_array_equal(idx, [2])
+
+
+def test_empty_support_everywhere():
+    rng = np.random.default_rng(1)
+    Y, D, C = make(rng, 10, 12, 4, np.float64)
+    Z, indptr, indices = codes(Y, D, 1e9, K.HARD)
+    assert indices.size == 0 and not Z.any()
+    G, touched, state = np.zeros_like(C), np.zeros(4, bool), np.zeros(2)
+    C_before = C.copy()
+    K.sgd_update_dense(Y, Z, indptr, indices, C, 0.1, 1, G, touched, state)
+    np.testing.assert_array_equal(C, C_before)
+    np.testing.assert_allclose(state[1], (Y**2).sum())  # residual = y when z = 0
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("layout", ["dense", "csr"])
+@pytest.mark.parametrize("batch_size", [1, 3, 7])
+def test_sgd_update_matches_reference(dtype, layout, batch_size):
+    rng = np.random.default_rng(2)
+    Y, D, C = make(rng, 25, 20, 6, dtype, density=0.4 if layout == "csr" else 1.0)
+    Z, indptr, indices = codes(as_input(Y, layout), D, 0.1, K.HARD)
+    eta = 0.05
+    expected, total = naive.sgd_updates(Y, Z, C, eta, batch_size)
+    G, touched, state = np.zeros_like(C), np.zeros(C.shape[0], bool), np.zeros(2)
+    Yin = as_input(Y, layout)
+    if layout == "csr":
+        K.sgd_update_csr(Yin.data, Yin.indices, Yin.indptr, Z, indptr, indices, C, dtype(eta),
+                         batch_size, G, touched, state)
+    else:
+        K.sgd_update_dense(Yin, Z, indptr, indices, C, dtype(eta), batch_size, G, touched, state)
+    if state[0]:  # the engine applies a final partial batch at the stage end
+        K._sgd_flush(C, G, touched, dtype(eta / state[0]))
+    np.testing.assert_allclose(C, expected, rtol=10 * RTOL[dtype], atol=10 * RTOL[dtype])
+    np.testing.assert_allclose(state[1], total, rtol=10 * RTOL[dtype])
+
+
+def test_sgd_batch_spans_blocks():
+    # A batch that starts in one block and ends in the next equals the same batch in one block.
+    rng = np.random.default_rng(3)
+    Y, D, C = make(rng, 12, 10, 5, np.float64)
+    Z, indptr, indices = codes(Y, D, 0.05, K.HARD)
+    one = C.copy()
+    G, touched, state = np.zeros_like(C), np.zeros(5, bool), np.zeros(2)
+    K.sgd_update_dense(Y, Z, indptr, indices, one, 0.1, 4, G, touched, state)
+    two = C.copy()
+    G, touched, state = np.zeros_like(C), np.zeros(5, bool), np.zeros(2)
+    for rows in (slice(0, 5), slice(5, 12)):
+        Zb, ib, jb = codes(Y[rows], D, 0.05, K.HARD)
+        K.sgd_update_dense(Y[rows], Zb, ib, jb, two, 0.1, 4, G, touched, state)
+    np.testing.assert_allclose(two, one, rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("layout", ["dense", "csr"])
+def test_accumulate_stats_matches_reference(dtype, layout):
+    rng = np.random.default_rng(4)
+    Y, D, C = make(rng, 30, 25, 7, dtype, density=0.3 if layout == "csr" else 1.0)
+    Yin = as_input(Y, layout)
+    Z, indptr, indices = codes(Yin, D, 0.3, K.HARD)
+    S_zy, S_zz, sum_z = np.zeros((7, 25)), np.zeros((7, 7)), np.zeros(7)
+    if layout == "csr":
+        K.accumulate_stats_csr(Yin.data, Yin.indices, Yin.indptr, Z, indptr, indices,
+                               S_zy, S_zz, sum_z)
+    else:
+        K.accumulate_stats_dense(Yin, Z, indptr, indices, S_zy, S_zz, sum_z)
+    ref = naive.stats(Y, Z)
+    for got, want in zip((S_zy, S_zz, sum_z), ref):
+        np.testing.assert_allclose(got, want, rtol=RTOL[dtype], atol=RTOL[dtype])
+
+
+@pytest.mark.parametrize("layout", ["dense", "csr"])
+@pytest.mark.parametrize("alpha", [0.0, 0.3, 5.0])  # dense codes (BLAS path), sparse, empty
+def test_stage_stats_paths_agree(layout, alpha):
+    rng = np.random.default_rng(5)
+    Y, D, _ = make(rng, 50, 40, 9, np.float64, density=0.3 if layout == "csr" else 1.0)
+    Yin = as_input(Y, layout)
+    Z, indptr, indices = codes(Yin, D, alpha, K.HARD)
+    s = _engine.StageStats(9, 40, with_sum_y=True)
+    s.add(Yin, Z, indptr, indices, with_products=True)
+    S_zy, S_zz, sum_z = naive.stats(Y, Z)
+    np.testing.assert_allclose(s.S_zy, S_zy, atol=1e-12)
+    np.testing.assert_allclose(s.S_zz, S_zz, atol=1e-12)
+    np.testing.assert_allclose(s.sum_z, sum_z, atol=1e-12)
+    np.testing.assert_allclose(s.sum_y, Y.sum(axis=0), atol=1e-12)
+    np.testing.assert_allclose(s.sum_yy, (Y**2).sum())
+    C = rng.standard_normal((9, 40))
+    np.testing.assert_allclose(s.squared_error(C), ((Y - Z @ C) ** 2).sum() / 50, rtol=1e-9)
+
+
+def test_csr_decode_cost_does_not_touch_absent_features():
+    # A CSR row with no entries decodes to zero whatever D holds (even NaN in unused rows).
+    D = np.full((6, 3), np.nan)
+    D[2] = [1.0, 2.0, 3.0]
+    Y = sp.csr_matrix(([2.0], [2], [0, 1, 1]), shape=(2, 6))
+    V = np.empty((2, 3))
+    K.csr_decode(Y.data, Y.indices, Y.indptr, D, V)
+    np.testing.assert_array_equal(V, [[2, 4, 6], [0, 0, 0]])
