@@ -300,7 +300,7 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         check_is_fitted(self, "components_")
         X = self._validated(X, reset=False)
         D = self._D if X.dtype == self._D.dtype else self._D.astype(X.dtype)
-        Z, _, _ = _engine.decode(X, D, self.alpha_, self._make_rule().kind)
+        Z = _engine.decode(X, D, self.alpha_, self._make_rule().kind)[0]
         return Z
 
     def inverse_transform(self, Z):

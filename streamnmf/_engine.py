@@ -38,6 +38,8 @@ def decode(Y, D, alpha, kind):
     Z : ndarray of shape (n_samples, n_components), dtype of ``D``
     z_indptr : ndarray of shape (n_samples + 1,), int64
     z_indices : ndarray of shape (nnz,), int32
+    v_min : float
+        Smallest decoded value before thresholding.
     """
     n_samples = Y.shape[0]
     if sp.issparse(Y):
@@ -46,8 +48,8 @@ def decode(Y, D, alpha, kind):
     else:
         Z = Y @ D  # BLAS: the whole block in one product, D fixed for the stage
     z_indptr = np.empty(n_samples + 1, dtype=np.int64)
-    z_indices = K.threshold_codes(Z, Z.dtype.type(alpha), kind, z_indptr)
-    return Z, z_indptr, z_indices
+    z_indices, v_min = K.threshold_codes(Z, Z.dtype.type(alpha), kind, z_indptr)
+    return Z, z_indptr, z_indices, float(v_min)
 
 
 class StageStats:
@@ -67,10 +69,11 @@ class StageStats:
         self.count = 0
         self.nnz = 0
         self.code_max = 0.0  # sum over samples of max_k z_k: the codes' scale
-        self.residual = 0.0  # per-sample mode: sum of squared residuals seen by the updates
+        self.v_min = np.inf  # smallest decoded value before thresholding
 
-    def add(self, Y, Z, z_indptr, z_indices, with_products):
+    def add(self, Y, Z, z_indptr, z_indices, v_min, with_products):
         n = Y.shape[0]
+        self.v_min = min(self.v_min, v_min)
         self.count += n
         self.nnz += z_indices.size
         if n:
@@ -205,8 +208,10 @@ class StageLoop:
             self.C = np.ascontiguousarray(C_new, dtype=self.dtype)
         norm = np.linalg.norm(self.C)
         change = float(np.linalg.norm(self.C - self.C_start) / norm) if norm > 0 else np.inf
-        code_scale = stats.code_max / stats.count
-        self.schedule.observe(self.stage, self.alpha, change, code_scale)
+        self.schedule.observe(
+            self.stage, self.alpha, change=change, code_scale=stats.code_max / stats.count,
+            decoding_error=max(0.0, -stats.v_min),
+        )
         self.seconds += time.perf_counter() - t0
         row = dict(
             stage=self.stage,
@@ -246,9 +251,9 @@ class StageLoop:
                 self.end_stage()
 
     def _process(self, Y):
-        Z, z_indptr, z_indices = decode(Y, self.D, self.alpha, self.rule.kind)
+        Z, z_indptr, z_indices, v_min = decode(Y, self.D, self.alpha, self.rule.kind)
         per_sample = self.rule.per_sample
-        self.stats.add(Y, Z, z_indptr, z_indices, with_products=not per_sample)
+        self.stats.add(Y, Z, z_indptr, z_indices, v_min, with_products=not per_sample)
         if not per_sample:
             return
         if self.sgd_eta is None:

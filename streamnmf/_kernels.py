@@ -50,13 +50,18 @@ def threshold_codes(V, alpha, kind, z_indptr):
     -------
     z_indices : ndarray of shape (nnz,), int32
         Column indices of the non-zero codes, row after row.
+    v_min : float
+        The smallest decoded value before thresholding. The weights are non-negative, so a
+        negative decoded value is pure decoding error: the adaptive schedule reads its size.
     """
     n_samples, n_components = V.shape
     z_indptr[0] = 0
     nnz = 0
+    v_min = np.inf
     for i in range(n_samples):
         for k in range(n_components):
             v = V[i, k]
+            v_min = min(v_min, v)
             if kind == HARD:
                 keep = v >= alpha
             else:
@@ -75,7 +80,7 @@ def threshold_codes(V, alpha, kind, z_indptr):
             if V[i, k] != 0.0:
                 z_indices[p] = k
                 p += 1
-    return z_indices
+    return z_indices, v_min
 
 
 @numba.njit(**_jit)

@@ -27,7 +27,7 @@ def as_input(Y, layout):
 
 
 def codes(Y, D, alpha, kind):
-    return _engine.decode(Y, D, alpha, kind)
+    return _engine.decode(Y, D, alpha, kind)[:3]
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -51,11 +51,12 @@ def test_hard_threshold_keeps_alpha_exactly_hit_and_shifted_relu_drops_it():
     V = np.array([[0.25, 0.2499999, 0.5, -1.0, 0.0]])
     Z = V.copy()
     indptr = np.empty(2, dtype=np.int64)
-    idx = K.threshold_codes(Z, 0.25, K.HARD, indptr)
+    idx, v_min = K.threshold_codes(Z, 0.25, K.HARD, indptr)
+    assert v_min == -1.0
     np.testing.assert_array_equal(Z, [[0.25, 0, 0.5, 0, 0]])
     np.testing.assert_array_equal(idx, [0, 2])
     Z = V.copy()
-    idx = K.threshold_codes(Z, 0.25, K.SHIFTED_RELU, indptr)
+    idx, _ = K.threshold_codes(Z, 0.25, K.SHIFTED_RELU, indptr)
     np.testing.assert_array_equal(Z, [[0, 0, 0.25, 0, 0]])
     np.testing.assert_array_equal(idx, [2])
 
@@ -134,9 +135,10 @@ def test_stage_stats_paths_agree(layout, alpha):
     rng = np.random.default_rng(5)
     Y, D, _ = make(rng, 50, 40, 9, np.float64, density=0.3 if layout == "csr" else 1.0)
     Yin = as_input(Y, layout)
-    Z, indptr, indices = codes(Yin, D, alpha, K.HARD)
+    Z, indptr, indices, v_min = _engine.decode(Yin, D, alpha, K.HARD)
+    assert v_min == (naive.dense(Yin) @ D).min()
     s = _engine.StageStats(9, 40, with_sum_y=True)
-    s.add(Yin, Z, indptr, indices, with_products=True)
+    s.add(Yin, Z, indptr, indices, v_min, with_products=True)
     S_zy, S_zz, sum_z = naive.stats(Y, Z)
     np.testing.assert_allclose(s.S_zy, S_zy, atol=1e-12)
     np.testing.assert_allclose(s.S_zz, S_zz, atol=1e-12)
