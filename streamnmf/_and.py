@@ -32,7 +32,8 @@ class StagewiseRule(Rule):
         lhs = S_zz + lam * np.eye(n)
         rhs = stats.S_zy + lam * C
         try:
-            return scipy.linalg.solve(lhs, rhs, assume_a="pos", check_finite=False)
+            factor = scipy.linalg.cho_factor(lhs, check_finite=False)
+            return scipy.linalg.cho_solve(factor, rhs, check_finite=False)
         except (np.linalg.LinAlgError, scipy.linalg.LinAlgError):
             return np.linalg.lstsq(lhs, rhs, rcond=None)[0]
 
@@ -170,6 +171,9 @@ class AND(StreamingNMFBase):
     def _validate_algorithm_params(self):
         if self.update not in UPDATES:
             raise ValueError(f"update={self.update!r} is not supported; expected one of {UPDATES}.")
+        _check_number("n_stages", self.n_stages, low=1, integer=True)
+        _check_number("batch_size", self.batch_size, low=1, integer=True)
+        _check_number("stage_length", self.stage_length, low=1, integer=True, allow_none=True)
         _check_number("n_inner", self.n_inner, low=1, integer=True)
         _check_number("learning_rate", self.learning_rate, low=0, low_open=True, allow_none=True)
 
@@ -180,6 +184,10 @@ class AND(StreamingNMFBase):
             return GDRule(self.n_inner, self.learning_rate)
         return SGDRule()
 
-    def _sgd_eta(self):
-        return self.learning_rate if self.update == "sgd" else None
+    def _loop_settings(self):
+        return dict(
+            thresholds=self.thresholds, n_stages=self.n_stages, stage_length=self.stage_length,
+            batch_size=self.batch_size,
+            sgd_eta=self.learning_rate if self.update == "sgd" else None,
+        )
 

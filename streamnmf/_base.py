@@ -99,31 +99,37 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
 
     # -- to be provided by the algorithm -------------------------------------------------------
     def _make_rule(self):
+        """The :class:`~streamnmf._engine.Rule` this algorithm runs."""
         raise NotImplementedError
 
     def _validate_algorithm_params(self):
         """Check the algorithm's own parameters (raise ValueError naming the parameter)."""
 
-    def _stage_length(self, n_samples):
-        """Samples per stage for a full-batch ``fit`` on data of ``n_samples`` rows."""
-        return n_samples
+    def _loop_settings(self):
+        """How the stage loop runs, from the algorithm's parameters.
 
-    def _sgd_eta(self):
-        return None
+        Returns
+        -------
+        dict with keys
+            ``thresholds`` (anything :func:`~streamnmf.schedules.make_schedule` takes),
+            ``n_stages`` (int, the most stages ``fit`` runs), ``stage_length`` (int or None:
+            one pass in ``fit``, one call in ``partial_fit``), ``batch_size`` (int, per-sample
+            rules) and ``sgd_eta`` (float or None, per-sample rules).
+        """
+        raise NotImplementedError
 
     # -- validation -------------------------------------------------------------------------
     def _validate_params(self):
         _check_number("n_components", self.n_components, low=1, integer=True, allow_none=True)
-        _check_number("n_stages", self.n_stages, low=1, integer=True)
-        _check_number("batch_size", self.batch_size, low=1, integer=True)
-        _check_number("stage_length", self.stage_length, low=1, integer=True, allow_none=True)
         _check_number("tol", self.tol, low=0, allow_none=True)
         _check_number("n_iter_no_change", self.n_iter_no_change, low=1, integer=True,
                       allow_none=True)
         if self.callback is not None and not callable(self.callback):
             raise ValueError(f"callback must be callable or None, got {self.callback!r}.")
-        make_schedule(self.thresholds)  # raises on a bad schedule
         self._validate_algorithm_params()
+        settings = self._loop_settings()
+        make_schedule(settings["thresholds"])  # raises on a bad schedule
+        return settings
 
     def _initial_components(self, first_block, n_features, dtype, rng):
         init = self.init
@@ -167,13 +173,16 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
             hasattr(X, "__next__") and not isinstance(X, np.ndarray)
         )
 
-    def _start(self, first_block, n_features, dtype, stage_length):
-        self._validate_params()
+    def _start(self, first_block, n_features, dtype, n_samples=None):
+        settings = self._validate_params()
+        stage_length = settings["stage_length"] or n_samples
+        self._n_stages_max = settings["n_stages"]
         rng = check_random_state(self.random_state)
         C0 = self._initial_components(first_block, n_features, dtype, rng)
         self._loop = _engine.StageLoop(
-            self._make_rule(), make_schedule(self.thresholds), C0,
-            stage_length=stage_length, sgd_eta=self._sgd_eta(), batch_size=self.batch_size,
+            self._make_rule(), make_schedule(settings["thresholds"]), C0,
+            stage_length=stage_length, sgd_eta=settings["sgd_eta"],
+            batch_size=settings["batch_size"],
         )
         self._loop.listeners.append(self._on_stage_end)
         self._stalled = 0
@@ -210,12 +219,11 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         if source.n_samples == 0:
             raise ValueError("Found array with 0 sample(s) while a minimum of 1 is required.")
         first = next(iter(source.blocks()))
-        stage_length = self.stage_length or self._stage_length(source.n_samples)
-        self._start(first, n_features, source.dtype, stage_length)
-        while not self._stop and self._loop.stage < self.n_stages:
+        self._start(first, n_features, source.dtype, source.n_samples)
+        while not self._stop and self._loop.stage < self._n_stages_max:
             for block in source.blocks():
                 self._loop.consume(block)
-                if self._stop or self._loop.stage >= self.n_stages:
+                if self._stop or self._loop.stage >= self._n_stages_max:
                     break
         self._finish()
         return self
@@ -238,11 +246,11 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         first_call = not hasattr(self, "_loop")
         X = self._validated(X, reset=first_call)
         if first_call:
-            self._start(X, X.shape[1], X.dtype, self.stage_length)
+            self._start(X, X.shape[1], X.dtype)
         elif X.dtype != self._loop.dtype:
             X = X.astype(self._loop.dtype)
         self._loop.consume(X)
-        if self.stage_length is None:
+        if self._loop.stage_length is None:
             self._loop.end_stage()
         self._finish()
         return self

@@ -14,6 +14,7 @@ transposed, so a block decodes as ``Y @ D``.
 import time
 
 import numpy as np
+import scipy.linalg
 import scipy.sparse as sp
 
 from . import _kernels as K
@@ -50,6 +51,28 @@ def decode(Y, D, alpha, kind):
     z_indptr = np.empty(n_samples + 1, dtype=np.int64)
     z_indices, v_min = K.threshold_codes(Z, Z.dtype.type(alpha), kind, z_indptr)
     return Z, z_indptr, z_indices, float(v_min)
+
+
+def pinv_rows(C):
+    """Moore-Penrose inverse of ``C`` (n_components, n_features), computed in float64.
+
+    Through the thin QR ``C^T = Q R``: ``pinv(C) = Q R^-T``, about 5x cheaper than the SVD for
+    the tall shapes of NMF and as accurate while ``C`` has full row rank. When ``R`` is
+    numerically singular (rank-deficient ``C``) it falls back to the SVD.
+
+    Returns
+    -------
+    D : ndarray of shape (n_features, n_components), C-ordered, dtype of ``C``
+    """
+    C64 = np.asarray(C, dtype=np.float64)
+    n_components, n_features = C64.shape
+    if n_components <= n_features:
+        Q, R = scipy.linalg.qr(C64.T, mode="economic", check_finite=False)
+        diag = np.abs(np.diag(R))
+        if diag.size and diag.min() > max(C64.shape) * np.finfo(np.float64).eps * diag.max():
+            Dt = scipy.linalg.solve_triangular(R, Q.T, check_finite=False)  # R^-1 Q^T
+            return np.ascontiguousarray(Dt.T, dtype=C.dtype)
+    return np.ascontiguousarray(np.linalg.pinv(C64), dtype=C.dtype)
 
 
 class StageStats:
@@ -100,11 +123,50 @@ class StageStats:
         else:
             K.accumulate_stats_dense(Y, Z, z_indptr, z_indices, self.S_zy, self.S_zz, self.sum_z)
 
+    def merge(self, other):
+        """Add another part's statistics (blocks decoded with the same ``D`` and ``alpha``).
+
+        Addition is the reduction of a map-reduce over blocks; the result does not depend on
+        how the blocks were grouped, up to the order of floating-point sums.
+        """
+        self.S_zy += other.S_zy
+        self.S_zz += other.S_zz
+        self.sum_z += other.sum_z
+        if self.sum_y is not None:
+            self.sum_y += other.sum_y
+        self.sum_yy += other.sum_yy
+        self.count += other.count
+        self.nnz += other.nnz
+        self.code_max += other.code_max
+        self.v_min = min(self.v_min, other.v_min)
+        return self
+
     def squared_error(self, C):
         """``sum ||y - C^T z||^2 / count`` for this stage's codes, from the statistics alone."""
         C = np.asarray(C, dtype=np.float64)
         value = self.sum_yy - 2.0 * np.vdot(C, self.S_zy) + np.vdot(C, self.S_zz @ C)
         return max(value, 0.0) / max(self.count, 1)
+
+
+def block_stats(Y, D, alpha, kind, with_sum_y=False):
+    """Decode one block and return its :class:`StageStats` (the map of a map-reduce stage).
+
+    Parameters
+    ----------
+    Y : {ndarray, csr_matrix} of shape (n_samples, n_features)
+    D : ndarray of shape (n_features, n_components)
+        The stage's decoding matrix.
+    alpha : float
+    kind : int
+    with_sum_y : bool
+
+    Returns
+    -------
+    StageStats
+    """
+    stats = StageStats(D.shape[1], D.shape[0], with_sum_y)
+    stats.add(Y, *decode(Y, D, alpha, kind), with_products=True)
+    return stats
 
 
 class Rule:
@@ -127,7 +189,7 @@ class Rule:
 
     def decoding_matrix(self, C):
         """(n_features, n_components) matrix ``D`` with ``Y @ D`` the decoded values."""
-        return np.linalg.pinv(C.astype(np.float64)).astype(C.dtype)
+        return pinv_rows(C)
 
     def end_stage(self, C, stats):
         """Return the next working matrix (float64) from the stage's statistics."""
@@ -233,6 +295,18 @@ class StageLoop:
         return row
 
     # -- data -------------------------------------------------------------------------------
+    def add_stats(self, stats, seconds=0.0):
+        """Merge statistics computed elsewhere (e.g. on Dask workers) into the current stage.
+
+        Only for full-batch rules: the blocks must have been decoded with this stage's ``D``
+        and ``alpha``. The caller ends the stage with :meth:`end_stage`.
+        """
+        if self.rule.per_sample:
+            raise ValueError("add_stats needs a full-batch rule; per-sample updates are sequential.")
+        self.stats.merge(stats)
+        self.samples_seen += stats.count
+        self.seconds += seconds
+
     def consume(self, Y):
         """Feed one validated row block; stages end automatically every ``stage_length``."""
         start = 0
