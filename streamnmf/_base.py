@@ -4,15 +4,19 @@ An estimator only says which :class:`~streamnmf._engine.Rule` it runs (``_make_r
 which stage length its full-batch fit uses; the stage loop does the work.
 """
 
+import json
 import numbers
+import os
 import time
+import warnings
 
+import h5py
 import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from . import _engine
+from . import __version__, _engine, _io
 from .schedules import make_schedule
 from .sources import Source, as_source, check_block
 
@@ -94,6 +98,22 @@ def spa_init(Y, n_components, rng):
     return C0
 
 
+def check_finite_rows(X, where):
+    """Raise a ValueError naming the first row of X that holds NaN or infinity."""
+    values = X.data if sp.issparse(X) else X
+    if np.isfinite(values.sum()) or np.all(np.isfinite(values)):  # fast path, then exact
+        return
+    bad = ~np.isfinite(values)
+    if sp.issparse(X):
+        rows = np.unique(np.searchsorted(X.indptr, np.flatnonzero(bad), side="right") - 1)
+    else:
+        rows = np.flatnonzero(bad.any(axis=1))
+    raise ValueError(
+        f"{where} contains NaN or infinity in row {rows[0]} ({rows.size} row(s) in all); "
+        "remove or impute those samples first."
+    )
+
+
 class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Shared machinery of :class:`~streamnmf.AND` and :class:`~streamnmf.Purification`."""
 
@@ -124,6 +144,9 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         _check_number("tol", self.tol, low=0, allow_none=True)
         _check_number("n_iter_no_change", self.n_iter_no_change, low=1, integer=True,
                       allow_none=True)
+        _check_number("checkpoint_every", self.checkpoint_every, low=0, low_open=True)
+        if self.checkpoint is not None and not isinstance(self.checkpoint, (str, os.PathLike)):
+            raise ValueError(f"checkpoint must be a file path or None, got {self.checkpoint!r}.")
         if self.callback is not None and not callable(self.callback):
             raise ValueError(f"callback must be callable or None, got {self.callback!r}.")
         self._validate_algorithm_params()
@@ -134,6 +157,12 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
     def _initial_components(self, first_block, n_features, dtype, rng):
         init = self.init
         n_components = self.n_components or n_features
+        if n_components > n_features:
+            raise ValueError(
+                f"n_components={n_components} is larger than n_features={n_features}: the "
+                "decoding needs a left inverse of the components, which exists only for at "
+                "most as many components as features. Lower n_components."
+            )
         if isinstance(init, str):
             if init not in INIT_OPTIONS:
                 raise ValueError(
@@ -164,14 +193,29 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
     def _validated(self, X, reset):
         """Validate an in-memory X with scikit-learn's rules (dtype, sparse, features)."""
         X = validate_data(self, X, accept_sparse="csr", dtype=[np.float64, np.float32],
-                          reset=reset)
+                          reset=reset, ensure_all_finite=False)
+        check_finite_rows(X, "X")
         return check_block(X, where="X")
 
     @staticmethod
-    def _is_stream(X):
-        return isinstance(X, Source) or (
-            hasattr(X, "__next__") and not isinstance(X, np.ndarray)
-        )
+    def _is_array(X):
+        """In-memory data validated by scikit-learn's rules (not an HDF5 dataset: streamed)."""
+        if isinstance(X, (h5py.Dataset, h5py.Group)):
+            return False
+        return isinstance(X, (list, tuple)) or sp.issparse(X) or hasattr(X, "__array__")
+
+    def _fit_source(self, X):
+        """The source ``fit`` reads, validated (in-memory data by scikit-learn's rules)."""
+        if self._is_array(X):
+            X = self._validated(X, reset=True)
+            return as_source(X)
+        source = as_source(X)
+        if source.n_samples is None:
+            raise ValueError(
+                "fit needs a source of known length (one pass per stage); feed an "
+                "unbounded stream chunk by chunk with partial_fit instead."
+            )
+        return source
 
     def _start(self, first_block, n_features, dtype, n_samples=None):
         settings = self._validate_params()
@@ -187,57 +231,85 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         self._loop.listeners.append(self._on_stage_end)
         self._stalled = 0
         self._best_change = np.inf
-        self._stop = False
+        self._early_stopped = False
+        self._in_fit = False
+        self._data_shape = (-1 if n_samples is None else int(n_samples), int(n_features))
+        self._position = (0, 0)  # (pass, samples of the pass consumed): where fit resumes
+        self._last_checkpoint = (time.monotonic(), 0)
         self.n_features_in_ = n_features
 
-    def fit(self, X, y=None):
+    def fit(self, X, y=None, resume=False):
         """Fit the components to X by running stages over it.
 
         Parameters
         ----------
-        X : {ndarray, sparse matrix} of shape (n_samples, n_features), or a Source
-            Training data (signed values allowed). A :class:`~streamnmf.sources.Source` is
-            streamed in row blocks, one pass per stage for the full-batch updates.
+        X : {ndarray, sparse matrix} of shape (n_samples, n_features), Source, or path
+            Training data (signed values allowed). Anything else than an in-memory matrix goes
+            through :func:`~streamnmf.sources.as_source` (an HDF5 file path or dataset, a
+            :class:`~streamnmf.sources.Source`) and is streamed in row blocks, one pass per
+            stage for the full-batch updates.
         y : Ignored
+        resume : bool, default=False
+            Continue from the ``checkpoint`` file if it exists (the same data and parameters
+            are required; ``n_stages`` may be raised). When there is none yet, a warning says
+            so and the fit starts afresh.
 
         Returns
         -------
         self
         """
-        if self._is_stream(X):
-            source = as_source(X)
-            if source.n_samples is None:
-                raise ValueError(
-                    "fit needs a source of known length (one pass per stage); feed an "
-                    "unbounded stream chunk by chunk with partial_fit instead."
-                )
-            n_features = source.n_features
-        else:
-            X = self._validated(X, reset=True)
-            source = as_source(X)
-            n_features = X.shape[1]
+        source = self._fit_source(X)
         if source.n_samples == 0:
             raise ValueError("Found array with 0 sample(s) while a minimum of 1 is required.")
+        if resume and self.checkpoint is None:
+            raise ValueError("resume=True needs the checkpoint parameter: a file path.")
         first = next(iter(source.blocks()))
-        self._start(first, n_features, source.dtype, source.n_samples)
-        while not self._stop and self._loop.stage < self._n_stages_max:
-            for block in source.blocks():
-                self._loop.consume(block)
-                if self._stop or self._loop.stage >= self._n_stages_max:
-                    break
+        self._start(first, source.n_features, source.dtype, source.n_samples)
+        del first
+        if resume:
+            self._resume()
+        self._in_fit = True
+        loop = self._loop
+        try:
+            while not loop.stopped and loop.stage < self._n_stages_max:
+                epoch, offset = self._position
+                for block in source.blocks(start=offset, epoch=epoch):
+                    self._block_seen0 = loop.samples_seen
+                    loop.consume(block)
+                    offset += loop.samples_seen - self._block_seen0
+                    self._position = self._normalized(epoch, offset)
+                    self._periodic_checkpoint()
+                    if loop.stopped:
+                        break
+                else:
+                    self._position = (epoch + 1, 0)
+        except _engine.DivergenceError:
+            self._finish()  # the last finite components stay available
+            raise
+        finally:
+            self._in_fit = False
         self._finish()
         return self
 
-    def partial_fit(self, X, y=None):
+    def _normalized(self, epoch, offset):
+        n_samples = self._data_shape[0]
+        return (epoch + 1, 0) if 0 <= n_samples <= offset else (epoch, offset)
+
+    def partial_fit(self, X, y=None, resume=False):
         """Feed one chunk of a stream.
 
         A stage spans ``stage_length`` samples across calls (None: every call is one stage).
-        The feature count and dtype are locked by the first call.
+        The feature count and dtype are locked by the first call. Early stopping and
+        ``n_stages`` do not apply: the caller decides when the stream ends.
 
         Parameters
         ----------
         X : {ndarray, sparse matrix} of shape (n_samples, n_features)
         y : Ignored
+        resume : bool, default=False
+            Only on the first call: restore the state of the ``checkpoint`` file first (then
+            ``samples_seen_`` says how many samples of the stream it had consumed; feed the
+            stream from there).
 
         Returns
         -------
@@ -246,32 +318,43 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         first_call = not hasattr(self, "_loop")
         X = self._validated(X, reset=first_call)
         if first_call:
+            if resume and self.checkpoint is None:
+                raise ValueError("resume=True needs the checkpoint parameter: a file path.")
             self._start(X, X.shape[1], X.dtype)
+            if resume:
+                self._resume()
         elif X.dtype != self._loop.dtype:
             X = X.astype(self._loop.dtype)
-        self._loop.consume(X)
-        if self._loop.stage_length is None:
-            self._loop.end_stage()
-        self._finish()
+        self._loop.stopped = False
+        try:
+            self._loop.consume(X)
+            if self._loop.stage_length is None:
+                self._loop.end_stage()
+            else:
+                self._periodic_checkpoint()
+        finally:
+            self._finish()
         return self
 
     def _on_stage_end(self, loop, row):
         # Early stop: the relative change of the working matrix fell below tol, or stopped
         # improving for n_iter_no_change stages (round-off or the noise floor reached).
+        stop = False
         if self.callback is not None:
             t0 = time.perf_counter()
-            if self.callback(self, row) is True:
-                self._stop = True
+            stop = self.callback(self, row) is True
             loop.seconds -= time.perf_counter() - t0  # time spent evaluating is not fitting
-        tol = self._tol(loop.dtype)
-        if row["change"] <= tol:
-            self._stop = True
+        if row["change"] <= self._tol(loop.dtype):
+            stop = True
+        self._early_stopped |= stop
         if row["change"] < self._best_change:
             self._best_change, self._stalled = row["change"], 0
         else:
             self._stalled += 1
             if self.n_iter_no_change is not None and self._stalled >= self.n_iter_no_change:
-                self._stop = True
+                stop = True
+        if self._in_fit and (stop or loop.stage >= self._n_stages_max):
+            loop.stopped = True
         if self.verbose:
             print(
                 f"[{type(self).__name__}] stage {row['stage']:4d}  alpha={row['alpha']:.3e}  "
@@ -279,14 +362,113 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
                 f"density={row['density']:.3f}  {row['seconds']:.2f}s",
                 flush=True,
             )
+        if self.checkpoint is not None:
+            if self._in_fit:
+                seen_in_block = loop.samples_seen - self._block_seen0
+                epoch, offset = self._position
+                position = self._normalized(epoch, offset + seen_in_block)
+            else:
+                position = (0, loop.samples_seen)
+            self._write_checkpoint(position)
 
     def _tol(self, dtype):
         return 10 * np.finfo(dtype).eps if self.tol is None else self.tol
+
+    # -- checkpoints ----------------------------------------------------------------------------
+    #: parameters that may differ between the run that wrote a checkpoint and the one resuming
+    _RESUME_FREE = ("n_stages", "n_iter", "tol", "n_iter_no_change", "callback", "verbose",
+                    "checkpoint", "checkpoint_every", "init")
+
+    def _periodic_checkpoint(self):
+        if self.checkpoint is None:
+            return
+        last_time, last_seen = self._last_checkpoint
+        loop = self._loop
+        every = self.checkpoint_every
+        due = (loop.samples_seen - last_seen >= every) if isinstance(every, numbers.Integral) \
+            else (time.monotonic() - last_time >= every)
+        if due and loop.samples_seen > last_seen:
+            self._write_checkpoint(self._position)
+
+    def _write_checkpoint(self, position):
+        loop = self._loop
+        scalars, arrays = loop.get_state()
+        attrs = dict(
+            format=_io.CHECKPOINT_FORMAT, format_version=_io.FORMAT_VERSION,
+            library_version=__version__, estimator=type(self).__name__,
+            params_json=json.dumps(_io.plain_params(self.get_params())),
+            n_samples=self._data_shape[0], n_features=self._data_shape[1],
+            n_components=loop.C.shape[0], dtype=str(loop.dtype),
+            epoch=position[0], offset=position[1], stalled=self._stalled,
+            best_change=self._best_change, early_stopped=self._early_stopped,
+        )
+        attrs.update({f"loop_{k}": v for k, v in scalars.items()})
+
+        def fill(f):
+            f.attrs.update(attrs)
+            _io.write_arrays(f, arrays)
+
+        _io.write_atomic(self.checkpoint, fill, keep_previous=True)
+        self._last_checkpoint = (time.monotonic(), loop.samples_seen)
+
+    def _read_checkpoint(self):
+        """Content of the newest intact checkpoint generation, or None when there is none."""
+        path = os.fspath(self.checkpoint)
+        previous = path + ".prev"
+        if not os.path.exists(path) and not os.path.exists(previous):
+            return None
+        try:
+            return _io.read_verified(path, _io.CHECKPOINT_FORMAT)
+        except (FileNotFoundError, _io.CheckpointError) as exc:
+            if not os.path.exists(previous):
+                raise _io.CheckpointError(
+                    f"{exc} There is no previous checkpoint ({previous!r}) to fall back on: "
+                    "delete the file to start afresh."
+                ) from exc
+            warnings.warn(f"{exc} Resuming from the previous checkpoint {previous!r}.",
+                          stacklevel=3)
+            return _io.read_verified(previous, _io.CHECKPOINT_FORMAT)
+
+    def _resume(self):
+        content = self._read_checkpoint()
+        if content is None:
+            warnings.warn(
+                f"No checkpoint at {os.fspath(self.checkpoint)!r} yet: starting afresh.",
+                stacklevel=3,
+            )
+            return
+        attrs, arrays = content
+        loop = self._loop
+        found = dict(estimator=attrs["estimator"], n_samples=attrs["n_samples"],
+                     n_features=attrs["n_features"], n_components=attrs["n_components"],
+                     dtype=attrs["dtype"])
+        expected = dict(estimator=type(self).__name__, n_samples=self._data_shape[0],
+                        n_features=self._data_shape[1], n_components=loop.C.shape[0],
+                        dtype=str(loop.dtype))
+        params = _io.plain_params(self.get_params())
+        for key, value in attrs["params"].items():
+            if key not in self._RESUME_FREE:
+                found[key], expected[key] = value, params.get(key)
+        differ = [f"{k}: checkpoint {found[k]!r}, now {expected[k]!r}"
+                  for k in expected if found.get(k) != expected[k]]
+        if differ:
+            raise _io.CheckpointError(
+                f"The checkpoint {os.fspath(self.checkpoint)!r} was written for other data or "
+                f"parameters ({'; '.join(differ)}). Resume with the same data and parameters, "
+                "or use another checkpoint path to start a new fit."
+            )
+        loop.set_state({k[5:]: v for k, v in attrs.items() if k.startswith("loop_")}, arrays)
+        self._early_stopped = loop.stopped = bool(attrs["early_stopped"])
+        self._position = (int(attrs["epoch"]), int(attrs["offset"]))
+        self._stalled = int(attrs["stalled"])
+        self._best_change = float(attrs["best_change"])
+        self._last_checkpoint = (time.monotonic(), loop.samples_seen)
 
     def _finish(self):
         loop = self._loop
         self.components_ = loop.C.copy()
         self.n_stages_ = loop.stage
+        self.samples_seen_ = loop.samples_seen
         self.alpha_ = loop.alpha if loop.stage == 0 else loop.history["alpha"][-1]
         self.history_ = {k: np.asarray(v) for k, v in loop.history.items()}
         self._n_features_out = self.components_.shape[0]

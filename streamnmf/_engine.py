@@ -19,6 +19,9 @@ import scipy.sparse as sp
 
 from . import _kernels as K
 
+#: default per-sample step of "sgd", relative to 1 / mean ||z||^2 of the first block
+SGD_STEP = 0.1
+
 #: above this fraction of non-zero codes the dense BLAS products beat walking the support
 DENSE_CODES = 0.1
 
@@ -73,6 +76,10 @@ def pinv_rows(C):
             Dt = scipy.linalg.solve_triangular(R, Q.T, check_finite=False)  # R^-1 Q^T
             return np.ascontiguousarray(Dt.T, dtype=C.dtype)
     return np.ascontiguousarray(np.linalg.pinv(C64), dtype=C.dtype)
+
+
+class DivergenceError(FloatingPointError):
+    """The working matrix became non-finite; the last finite one was kept."""
 
 
 class StageStats:
@@ -215,7 +222,7 @@ class StageLoop:
     stage_length : int or None
         Samples per stage; None: the caller ends stages with :meth:`end_stage`.
     sgd_eta : float or None
-        Per-sample step for per-sample rules; None: ``0.5 / mean ||z||^2`` of the first block.
+        Per-sample step for per-sample rules; None: ``SGD_STEP / mean ||z||^2`` of the first block.
     batch_size : int
         Samples averaged per update in per-sample rules.
     """
@@ -233,6 +240,7 @@ class StageLoop:
         self.seconds = 0.0
         self.history = {k: [] for k in HISTORY_FIELDS}
         self.listeners = []
+        self.stopped = False  # set by a listener (early stop); consume() then returns at once
         self._begin_stage()
 
     # -- stage boundaries -------------------------------------------------------------------
@@ -266,8 +274,19 @@ class StageLoop:
             objective = self._batch[1] / stats.count
         else:
             C_new = self.rule.end_stage(self.C, stats)
-            objective = stats.squared_error(C_new)
+            objective = stats.squared_error(C_new) if np.all(np.isfinite(C_new)) else np.nan
             self.C = np.ascontiguousarray(C_new, dtype=self.dtype)
+        if not np.all(np.isfinite(self.C)):
+            # Divergence (a step size too large, overflow in float32): keep the last good
+            # matrix, the start of this stage, and stop.
+            self.C = self.C_start.copy()
+            self.stopped = True
+            raise DivergenceError(
+                f"The working matrix became non-finite in stage {self.stage} (the update "
+                "diverged, e.g. learning_rate too large or float32 overflow). The components "
+                f"were reset to the last finite matrix, the start of stage {self.stage}. Lower "
+                "learning_rate, or use update='stagewise'."
+            )
         norm = np.linalg.norm(self.C)
         change = float(np.linalg.norm(self.C - self.C_start) / norm) if norm > 0 else np.inf
         self.schedule.observe(
@@ -294,6 +313,72 @@ class StageLoop:
             listener(self, row)
         return row
 
+    # -- checkpoint state -------------------------------------------------------------------
+    def get_state(self):
+        """Everything needed to continue this loop exactly, as plain scalars and arrays.
+
+        Returns
+        -------
+        scalars : dict of int/float
+        arrays : dict of ndarray
+        """
+        stats = self.stats
+        scalars = dict(
+            stage=self.stage, samples_seen=self.samples_seen, seconds=self.seconds,
+            alpha=self.alpha, sgd_eta=-1.0 if self.sgd_eta is None else self.sgd_eta,
+            stats_count=stats.count, stats_nnz=stats.nnz, stats_sum_yy=stats.sum_yy,
+            stats_code_max=stats.code_max, stats_v_min=stats.v_min,
+        )
+        arrays = {
+            "C": self.C, "C_start": self.C_start, "D": self.D,
+            "stats/S_zy": stats.S_zy, "stats/S_zz": stats.S_zz, "stats/sum_z": stats.sum_z,
+            "schedule_state": self.schedule.state(), "rule_state": self.rule.state(),
+        }
+        if stats.sum_y is not None:
+            arrays["stats/sum_y"] = stats.sum_y
+        if self.rule.per_sample:
+            arrays.update({"sgd/G": self._G, "sgd/touched": self._touched,
+                           "sgd/batch": self._batch})
+        for key in HISTORY_FIELDS:
+            arrays[f"history/{key}"] = np.asarray(self.history[key], dtype=np.float64)
+        return scalars, arrays
+
+    def set_state(self, scalars, arrays):
+        """Restore what :meth:`get_state` returned (same rule, schedule and shapes)."""
+        for name in ("C", "C_start", "D"):
+            if arrays[name].shape != getattr(self, name).shape:
+                raise ValueError(
+                    f"checkpoint: {name} has shape {arrays[name].shape}, expected "
+                    f"{getattr(self, name).shape}."
+                )
+            setattr(self, name, np.ascontiguousarray(arrays[name], dtype=self.dtype))
+        self.stage = int(scalars["stage"])
+        self.samples_seen = int(scalars["samples_seen"])
+        self.seconds = float(scalars["seconds"])
+        self.alpha = float(scalars["alpha"])
+        self.sgd_eta = None if scalars["sgd_eta"] < 0 else float(scalars["sgd_eta"])
+        stats = self.stats
+        stats.S_zy[...] = arrays["stats/S_zy"]
+        stats.S_zz[...] = arrays["stats/S_zz"]
+        stats.sum_z[...] = arrays["stats/sum_z"]
+        if stats.sum_y is not None:
+            stats.sum_y[...] = arrays["stats/sum_y"]
+        stats.count = int(scalars["stats_count"])
+        stats.nnz = int(scalars["stats_nnz"])
+        stats.sum_yy = float(scalars["stats_sum_yy"])
+        stats.code_max = float(scalars["stats_code_max"])
+        stats.v_min = float(scalars["stats_v_min"])
+        self.schedule.set_state(arrays["schedule_state"])
+        self.rule.set_state(arrays["rule_state"])
+        if self.rule.per_sample:
+            self._G[...] = arrays["sgd/G"]
+            self._touched[...] = arrays["sgd/touched"]
+            self._batch[...] = arrays["sgd/batch"]
+        for key in HISTORY_FIELDS:
+            values = arrays[f"history/{key}"]
+            cast = int if key in ("stage", "n_samples") else float
+            self.history[key] = [cast(v) for v in values]
+
     # -- data -------------------------------------------------------------------------------
     def add_stats(self, stats, seconds=0.0):
         """Merge statistics computed elsewhere (e.g. on Dask workers) into the current stage.
@@ -311,7 +396,7 @@ class StageLoop:
         """Feed one validated row block; stages end automatically every ``stage_length``."""
         start = 0
         n = Y.shape[0]
-        while start < n:
+        while start < n and not self.stopped:
             take = n - start
             if self.stage_length is not None:
                 take = min(take, self.stage_length - self.stats.count)
@@ -332,7 +417,7 @@ class StageLoop:
             return
         if self.sgd_eta is None:
             mean_sq = float(np.einsum("ij,ij->", Z, Z, dtype=np.float64)) / max(Y.shape[0], 1)
-            self.sgd_eta = 0.5 / mean_sq if mean_sq > 0 else None
+            self.sgd_eta = SGD_STEP / mean_sq if mean_sq > 0 else None
             if self.sgd_eta is None:
                 return  # nothing decoded yet: no update to make, no scale to learn from
         eta = self.dtype.type(self.sgd_eta)

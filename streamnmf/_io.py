@@ -1,0 +1,176 @@
+"""HDF5 persistence without pickle: atomic writes, checksums, checkpoints and model files.
+
+Every file is written to a temporary file in the target's directory, flushed and fsync'ed,
+then renamed over the target (``os.replace`` is atomic on POSIX and Windows), so a reader sees
+either the old file or the new one, never a half-written one. A SHA-256 checksum over every
+array and attribute is stored in the root attribute ``checksum`` and verified on reading, so a
+truncated or corrupted file is detected instead of silently resuming from garbage.
+
+Checkpoints keep one older generation next to them (``<path>.prev``): if the newest is damaged
+(a disk error, a copy cut short), the previous good one is still there.
+"""
+
+import hashlib
+import json
+import os
+import tempfile
+
+import h5py
+import numpy as np
+
+CHECKPOINT_FORMAT = "streamnmf-checkpoint"
+MODEL_FORMAT = "streamnmf-model"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint or model file cannot be used (damaged, other format, other data)."""
+
+
+def _attr_bytes(value):
+    if isinstance(value, (str, bytes)):
+        return value.encode() if isinstance(value, str) else value
+    return np.asarray(value).tobytes()
+
+
+def _checksum(group):
+    """SHA-256 over the names, arrays and attributes of a whole file (sorted, deterministic)."""
+    digest = hashlib.sha256()
+
+    def visit(name, obj):
+        digest.update(name.encode())
+        for key in sorted(obj.attrs):
+            if key == "checksum":
+                continue
+            digest.update(key.encode())
+            digest.update(_attr_bytes(obj.attrs[key]))
+        if isinstance(obj, h5py.Dataset):
+            digest.update(np.ascontiguousarray(obj[()]).tobytes())
+
+    visit("/", group)
+    group.visititems(visit)
+    return digest.hexdigest()
+
+
+def _fsync_dir(directory):
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # not possible on every platform (Windows); the rename is still atomic
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path, fill, keep_previous=False):
+    """Write an HDF5 file atomically.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        Target file.
+    fill : callable
+        ``fill(h5file)`` writes the content into an open, empty ``h5py.File``.
+    keep_previous : bool
+        Keep the file being replaced as ``<path>.prev``.
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+    os.close(fd)
+    try:
+        with h5py.File(tmp, "w") as f:
+            fill(f)
+            f.attrs["checksum"] = _checksum(f)
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        if keep_previous and os.path.exists(path):
+            os.replace(path, path + ".prev")
+        os.replace(tmp, path)
+        _fsync_dir(directory)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def read_verified(path, expected_format):
+    """Open ``path``, check its format and checksum, and return its content as plain objects.
+
+    Returns
+    -------
+    attrs : dict
+        Root attributes (JSON strings decoded where named ``*_json``).
+    arrays : dict
+        Every dataset, by its path inside the file (e.g. ``"history/alpha"``).
+
+    Raises
+    ------
+    FileNotFoundError
+        No such file.
+    CheckpointError
+        Not an HDF5 file of this format, or the checksum does not match.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"No such file: {path!r}.")
+    try:
+        with h5py.File(path, "r") as f:
+            found = f.attrs.get("format")
+            if found != expected_format:
+                raise CheckpointError(
+                    f"{path!r} is not a {expected_format} file (format attribute: {found!r})."
+                )
+            stored = f.attrs.get("checksum")
+            if stored != _checksum(f):
+                raise CheckpointError(
+                    f"{path!r} is corrupted: its checksum does not match its content."
+                )
+            attrs = {}
+            for key, value in f.attrs.items():
+                if key.endswith("_json"):
+                    attrs[key[:-5]] = json.loads(value)
+                else:
+                    attrs[key] = value.item() if isinstance(value, np.generic) else value
+            arrays = {}
+            f.visititems(
+                lambda name, obj: arrays.__setitem__(name, obj[()])
+                if isinstance(obj, h5py.Dataset) else None
+            )
+    except CheckpointError:
+        raise
+    except (OSError, KeyError, ValueError) as exc:  # truncated or not HDF5 at all
+        raise CheckpointError(f"{path!r} cannot be read as HDF5 ({exc}); it is damaged.") from exc
+    version = attrs.get("format_version")
+    if version != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path!r} has format version {version}, this streamnmf reads version "
+            f"{FORMAT_VERSION}. Refit, or use the streamnmf version that wrote it."
+        )
+    return attrs, arrays
+
+
+def plain_params(params):
+    """The JSON-representable estimator parameters (arrays, callables and objects as text)."""
+    out = {}
+    for key, value in params.items():
+        if value is None or isinstance(value, (bool, int, float, str)):
+            out[key] = value
+        elif isinstance(value, (np.integer, np.floating)):
+            out[key] = value.item()
+        elif isinstance(value, np.ndarray):
+            out[key] = f"<array {value.shape} {value.dtype}>"
+        elif isinstance(value, (list, tuple)) and all(
+            isinstance(v, (int, float)) for v in value
+        ):
+            out[key] = list(value)
+        else:
+            out[key] = repr(value)
+    return out
+
+
+def write_arrays(group, arrays):
+    """Write a dict ``name -> array`` (names may contain ``/``) into an h5py group."""
+    for name, value in arrays.items():
+        group.create_dataset(name, data=np.asarray(value))

@@ -1,0 +1,235 @@
+"""The AND estimator: equal to the paper's algorithms transcribed, recovery, API and errors."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from streamnmf import AND
+from streamnmf._engine import DivergenceError
+from streamnmf.datasets import make_dataset, make_init
+from streamnmf.metrics import log_total_correlation_error
+
+import naive
+
+
+def small_problem(name="dir", n_samples=300, n_components=6, n_features=40, seed=0):
+    """A paper data set at a small size, with the paper's DIR prior Dirichlet(0.05) and start
+    ``A*(I + U)``, ``U ~ U[-0.05, 0.05)`` whatever n (``make_init`` scales U with 1/sqrt(n))."""
+    weight_params = {"dir_sparsity": 0.05 * n_components} if name == "dir" else None
+    data, truth, _ = make_dataset(name, n_samples, n_components, n_features,
+                                  weight_params=weight_params, random_state=seed)
+    init = make_init(truth, in_span=0.1 * np.sqrt(n_components), random_state=seed + 1)
+    return data, truth, init
+
+
+# -- the paper's algorithms, transcribed in tests/naive.py ------------------------------------
+
+@pytest.mark.parametrize("layout", ["dense", "csr"])
+def test_sgd_batch1_equals_algorithm1(layout):
+    data, _, init = small_problem(n_samples=200)
+    alphas = [0.05, 0.03, 0.02]
+    eta = 0.5
+    X = sp.csr_matrix(data) if layout == "csr" else data
+    est = AND(6, update="sgd", thresholds=alphas, n_stages=3, learning_rate=eta, init=init,
+              tol=0, n_iter_no_change=None).fit(X)
+    expected = naive.and_algorithm1(data, init, alphas, stage_length=200, eta=eta)
+    np.testing.assert_allclose(est.components_, expected, rtol=1e-10, atol=1e-12)
+    assert est.n_stages_ == 3
+    np.testing.assert_array_equal(est.history_["alpha"], alphas)
+
+
+def test_sgd_stage_shorter_than_pass_equals_algorithm1():
+    # stage ends fall inside blocks and passes wrap around the data
+    data, _, init = small_problem(n_samples=100)
+    alphas = [0.05, 0.04, 0.03, 0.02, 0.02]
+    est = AND(6, update="sgd", thresholds=alphas, n_stages=5, stage_length=70,
+              learning_rate=0.5, init=init, tol=0, n_iter_no_change=None).fit(data)
+    expected = naive.and_algorithm1(data, init, alphas, stage_length=70, eta=0.5)
+    np.testing.assert_allclose(est.components_, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_gd_equals_paper_full_batch():
+    data, _, init = small_problem()
+    alphas = [0.05, 0.03]
+    eta_paper = 0.5 / data.shape[0]  # the paper's step on sums; 0.5 on the mean statistics
+    est = AND(6, update="gd", thresholds=alphas, n_stages=2, n_inner=20,
+              learning_rate=eta_paper * data.shape[0], init=init, tol=0,
+              n_iter_no_change=None).fit(data)
+    expected = naive.and_full_batch(data, init, alphas, n_inner=20, eta_paper=eta_paper)
+    np.testing.assert_allclose(est.components_, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_stagewise_is_the_least_squares_solve():
+    data, _, init = small_problem()
+    est = AND(6, update="stagewise", thresholds=[0.05], n_stages=1, init=init).fit(data)
+    Z = naive.decode(data, np.linalg.pinv(init), 0.05, 0)
+    expected = np.linalg.lstsq(Z, data, rcond=None)[0]
+    np.testing.assert_allclose(est.components_, expected, rtol=1e-8, atol=1e-10)
+
+
+# -- recovery ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["dir", "ctm-ref", "neg"])
+def test_stagewise_recovers_to_round_off(name):
+    data, truth, init = small_problem(name, n_samples=2000, n_components=20, n_features=200)
+    start = log_total_correlation_error(init, truth)
+    est = AND(20, init=init, n_stages=200).fit(data)
+    final = log_total_correlation_error(est.components_, truth)
+    assert start > -2
+    assert final <= -50, (name, final, est.n_stages_)
+
+
+def test_noise_floor_falls_with_noise():
+    floors = []
+    for gamma in (0.1, 0.01):
+        data, truth, _ = make_dataset("noise", 2000, 20, 200, noise=gamma, random_state=3)
+        init = make_init(truth, in_span=0.1 * np.sqrt(20), random_state=4)
+        est = AND(20, init=init, n_stages=60).fit(data)
+        floors.append(log_total_correlation_error(est.components_, truth))
+    assert floors[1] < floors[0] - 2, floors
+
+
+def test_sgd_lowers_error_100_fold():
+    data, truth, init = small_problem("dir", n_samples=2000, n_components=20, n_features=200)
+    est = AND(20, update="sgd", init=init, n_stages=20, batch_size=1).fit(data)
+    drop = log_total_correlation_error(init, truth) - log_total_correlation_error(
+        est.components_, truth)
+    assert drop >= np.log(100), drop
+
+
+def test_default_spa_init_recovers_separable_data():
+    data, truth, _ = make_dataset("ctm-ref", 2000, 10, 100, random_state=5)
+    est = AND(10, random_state=0, n_stages=100).fit(data)
+    assert log_total_correlation_error(est.components_, truth) < -20
+
+
+# -- API ------------------------------------------------------------------------------------
+
+def test_float32_preserved_and_transform_shapes():
+    data, truth, init = small_problem()
+    est = AND(6, init=init.astype(np.float32), n_stages=5).fit(data.astype(np.float32))
+    assert est.components_.dtype == np.float32
+    Z = est.transform(data.astype(np.float32))
+    assert Z.shape == (data.shape[0], 6) and Z.dtype == np.float32
+    assert np.all(Z >= 0)
+    assert est.inverse_transform(Z).shape == data.shape
+
+
+def test_fit_transform_and_sparse_input_agree_with_dense():
+    data, _, init = small_problem()
+    dense = AND(6, init=init, n_stages=3).fit(data)
+    sparse = AND(6, init=init, n_stages=3).fit(sp.csr_matrix(data))
+    np.testing.assert_allclose(sparse.components_, dense.components_, rtol=1e-9, atol=1e-12)
+    Z = AND(6, init=init, n_stages=3).fit_transform(data)
+    np.testing.assert_allclose(Z, dense.transform(data), rtol=1e-9, atol=1e-12)
+
+
+def test_partial_fit_stage_spans_calls():
+    data, _, init = small_problem(n_samples=300)
+    kwargs = dict(update="sgd", thresholds=[0.05, 0.03], stage_length=300, learning_rate=0.5,
+                  init=init, tol=0, n_iter_no_change=None)
+    whole = AND(6, n_stages=2, **kwargs).fit(data)
+    est = AND(6, **kwargs)
+    for _ in range(2):
+        for start in range(0, 300, 70):
+            est.partial_fit(data[start:start + 70])
+    assert est.n_stages_ == 2
+    np.testing.assert_allclose(est.components_, whole.components_, rtol=1e-12)
+    assert est.samples_seen_ == 600
+
+
+def test_history_and_early_stop():
+    data, _, init = small_problem()
+    est = AND(6, init=init, n_stages=500).fit(data)
+    assert est.n_stages_ < 500  # round-off reached, stopped early
+    for key in ("stage", "seconds", "alpha", "objective", "change", "density"):
+        assert est.history_[key].shape == (est.n_stages_,)
+    assert np.all(np.diff(est.history_["seconds"]) >= 0)
+    # the objective comes from the statistics by a difference: its floor is eps * ||y||^2
+    assert est.history_["objective"][-1] < 1e-10 * est.history_["objective"][0]
+
+
+def test_callback_can_stop():
+    data, _, init = small_problem()
+    rows = []
+
+    def callback(estimator, row):
+        rows.append(row["stage"])
+        return row["stage"] == 2
+
+    est = AND(6, init=init, n_stages=50, callback=callback).fit(data)
+    assert rows == [0, 1, 2] and est.n_stages_ == 3
+
+
+# -- bad input --------------------------------------------------------------------------------
+
+def test_nan_names_the_row():
+    data, _, init = small_problem()
+    data[7, 3] = np.nan
+    with pytest.raises(ValueError, match=r"NaN or infinity.*row 7"):
+        AND(6, init=init).fit(data)
+    data[7, 3] = np.inf
+    with pytest.raises(ValueError, match=r"row 7"):
+        AND(6, init=init).partial_fit(data)
+
+
+def test_wrong_feature_count_in_partial_fit():
+    data, _, init = small_problem()
+    est = AND(6, init=init).partial_fit(data)
+    with pytest.raises(ValueError, match="X has 39 features, but AND is expecting 40"):
+        est.partial_fit(data[:, :39])
+
+
+@pytest.mark.parametrize("n_components, message", [
+    (0, "n_components must be >= 1"),
+    (41, r"n_components=41 is larger than n_features=40"),
+    (2.5, "n_components must be an int"),
+])
+def test_bad_n_components(n_components, message):
+    data, _, _ = small_problem()
+    with pytest.raises(ValueError, match=message):
+        AND(n_components).fit(data)
+
+
+def test_non_numeric_and_empty_input():
+    with pytest.raises(ValueError, match="could not convert|numeric"):
+        AND(2).fit(np.array([["a", "b"], ["c", "d"]]))
+    with pytest.raises(ValueError, match="0 sample"):
+        AND(2).fit(np.zeros((0, 5)))
+
+
+def test_init_of_wrong_shape():
+    data, _, init = small_problem()
+    with pytest.raises(ValueError, match=r"init: expected an array of shape .*\(6, 40\).*\(6, 39\)"):
+        AND(6, init=init[:, :39]).fit(data)
+
+
+@pytest.mark.parametrize("params, message", [
+    (dict(update="als"), "update='als' is not supported"),
+    (dict(thresholds="fast"), "not a known schedule"),
+    (dict(n_stages=0), "n_stages must be >= 1"),
+    (dict(learning_rate=-1.0), "learning_rate must be > 0"),
+    (dict(batch_size=0), "batch_size must be >= 1"),
+    (dict(init="nndsvd"), "init='nndsvd' is not supported"),
+])
+def test_bad_parameters(params, message):
+    data, _, _ = small_problem()
+    with pytest.raises(ValueError, match=message):
+        AND(6, **params).fit(data)
+
+
+def test_divergence_keeps_last_finite_components():
+    data, _, init = small_problem()
+    est = AND(6, update="sgd", learning_rate=1e8, init=init, n_stages=5)
+    with pytest.raises(DivergenceError, match="non-finite in stage 0.*Lower learning_rate"):
+        est.fit(data)
+    assert np.all(np.isfinite(est.components_))
+    np.testing.assert_array_equal(est.components_, init)
+
+
+# -- scikit-learn conventions -------------------------------------------------------------------
+
+@parametrize_with_checks([AND(1, n_stages=5, random_state=0)])
+def test_sklearn_compatible(estimator, check):
+    check(estimator)

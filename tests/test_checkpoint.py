@@ -1,0 +1,191 @@
+"""Checkpoints: exact resume (also after SIGKILL), damaged files, mismatched data."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import h5py
+import numpy as np
+import pytest
+
+from streamnmf import AND
+from streamnmf._io import CheckpointError
+from streamnmf.datasets import make_dataset, make_init
+from streamnmf.sources import ArraySource, Source
+
+
+def problem(n_samples=600, n_components=6, n_features=40, seed=0):
+    data, truth, _ = make_dataset("dir", n_samples, n_components, n_features,
+                                  weight_params={"dir_sparsity": 0.3}, random_state=seed)
+    return data, make_init(truth, in_span=0.25, random_state=seed + 1)
+
+
+MODES = {
+    "stagewise": dict(update="stagewise"),
+    "gd": dict(update="gd", n_inner=5),
+    # stages of 250 samples end inside blocks of 128 rows; checkpoints every 100 samples
+    "sgd": dict(update="sgd", stage_length=250, batch_size=3),
+}
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_resume_equals_uninterrupted(tmp_path, mode):
+    data, init = problem()
+    source = ArraySource(data, block_rows=128)
+    kwargs = dict(init=init, tol=0, n_iter_no_change=None, checkpoint_every=100, **MODES[mode])
+    whole = AND(6, n_stages=8, **kwargs).fit(source)
+    path = tmp_path / "fit.ckpt.h5"
+    AND(6, n_stages=3, checkpoint=path, **kwargs).fit(source)
+    resumed = AND(6, n_stages=8, checkpoint=path, **kwargs).fit(source, resume=True)
+    np.testing.assert_array_equal(resumed.components_, whole.components_)
+    assert resumed.n_stages_ == 8
+    np.testing.assert_array_equal(resumed.history_["alpha"], whole.history_["alpha"])
+    assert os.path.exists(str(path) + ".prev")
+
+
+class FailingSource(Source):
+    """Yields the blocks of ``data`` but raises after ``fail_after`` blocks of the fit."""
+
+    def __init__(self, data, fail_after):
+        self.inner = ArraySource(data, block_rows=128)
+        self.n_samples, self.n_features, self.dtype = data.shape[0], data.shape[1], data.dtype
+        self.fail_after = fail_after
+        self.calls = 0
+
+    def blocks(self, start=0, epoch=0):
+        for block in self.inner.blocks(start, epoch):
+            self.calls += 1
+            if self.calls > self.fail_after:
+                raise OSError("the network share went away")
+            yield block
+
+
+def test_source_failing_midway_leaves_a_resumable_checkpoint(tmp_path):
+    data, init = problem()
+    kwargs = dict(update="sgd", stage_length=250, init=init, tol=0, n_iter_no_change=None,
+                  n_stages=6, checkpoint_every=100)
+    whole = AND(6, **kwargs).fit(ArraySource(data, block_rows=128))
+    path = tmp_path / "fit.h5"
+    with pytest.raises(OSError, match="network share"):
+        AND(6, checkpoint=path, **kwargs).fit(FailingSource(data, fail_after=11))
+    resumed = AND(6, checkpoint=path, **kwargs).fit(ArraySource(data, block_rows=128),
+                                                    resume=True)
+    np.testing.assert_array_equal(resumed.components_, whole.components_)
+
+
+def test_resume_without_checkpoint_starts_afresh(tmp_path):
+    data, init = problem()
+    path = tmp_path / "none.h5"
+    with pytest.warns(UserWarning, match="No checkpoint .* starting afresh"):
+        est = AND(6, init=init, n_stages=2, checkpoint=path).fit(data, resume=True)
+    assert est.n_stages_ == 2 and path.exists()
+    with pytest.raises(ValueError, match="resume=True needs the checkpoint parameter"):
+        AND(6, init=init).fit(data, resume=True)
+
+
+def damage(path, how):
+    if how == "truncated":
+        size = os.path.getsize(path)
+        with open(path, "rb+") as f:
+            f.truncate(size // 2)
+    else:
+        with h5py.File(path, "r+") as f:  # a silent bit flip in the working matrix
+            C = f["C"][()]
+            C[0, 0] += 1e-9
+            f["C"][...] = C
+
+
+@pytest.mark.parametrize("how", ["truncated", "corrupted"])
+def test_damaged_checkpoint_detected_and_previous_kept(tmp_path, how):
+    data, init = problem()
+    kwargs = dict(init=init, tol=0, n_iter_no_change=None)
+    path = tmp_path / "fit.h5"
+    AND(6, n_stages=3, checkpoint=path, **kwargs).fit(data)
+    previous = open(str(path) + ".prev", "rb").read()
+    damage(path, how)
+    with pytest.warns(UserWarning, match="(corrupted|damaged).*previous checkpoint"):
+        est = AND(6, n_stages=4, checkpoint=path, **kwargs).fit(data, resume=True)
+    assert est.n_stages_ == 4
+    # the damaged newest generation alone: a clear error, nothing overwritten
+    os.replace(str(path) + ".prev", tmp_path / "kept.h5")
+    AND(6, n_stages=3, checkpoint=tmp_path / "solo.h5", **kwargs).fit(data)
+    os.remove(str(tmp_path / "solo.h5") + ".prev")
+    damage(tmp_path / "solo.h5", how)
+    before = open(tmp_path / "solo.h5", "rb").read()
+    with pytest.raises(CheckpointError, match="(corrupted|damaged).*no previous checkpoint"):
+        AND(6, n_stages=4, checkpoint=tmp_path / "solo.h5", **kwargs).fit(data, resume=True)
+    assert open(tmp_path / "solo.h5", "rb").read() == before
+    assert len(previous) > 0
+
+
+def test_checkpoint_of_other_data_or_parameters_refused(tmp_path):
+    data, init = problem()
+    path = tmp_path / "fit.h5"
+    AND(6, init=init, n_stages=2, checkpoint=path).fit(data)
+    with pytest.raises(CheckpointError, match=r"other data or parameters.*n_samples: "
+                                              r"checkpoint 600, now 500"):
+        AND(6, init=init, n_stages=4, checkpoint=path).fit(data[:500], resume=True)
+    with pytest.raises(CheckpointError, match=r"update: checkpoint 'stagewise', now 'gd'"):
+        AND(6, init=init, update="gd", checkpoint=path).fit(data, resume=True)
+
+
+def test_checkpoint_of_other_version_refused(tmp_path):
+    data, init = problem()
+    path = tmp_path / "fit.h5"
+    AND(6, init=init, n_stages=2, checkpoint=path).fit(data)
+    os.remove(str(path) + ".prev")
+    with h5py.File(path, "r+") as f:
+        f.attrs["format_version"] = 99
+    with pytest.raises(CheckpointError, match="(format version 99|corrupted)"):
+        AND(6, init=init, n_stages=4, checkpoint=path).fit(data, resume=True)
+
+
+WORKER = textwrap.dedent("""
+    import sys
+    import numpy as np
+    from streamnmf import AND
+    from streamnmf.sources import ArraySource
+    data = np.load(sys.argv[1])
+    init = np.load(sys.argv[2])
+    est = AND(init.shape[0], update="sgd", stage_length=900, batch_size=1, init=init,
+              n_stages=12, tol=0, n_iter_no_change=None, checkpoint=sys.argv[3] or None,
+              checkpoint_every=50)
+    est.fit(ArraySource(data, block_rows=64), resume=bool(sys.argv[3]))
+    np.save(sys.argv[4], est.components_)
+""")
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_then_resume_is_exact(tmp_path):
+    data, init = problem(n_samples=3000, n_components=10, n_features=200)
+    np.save(tmp_path / "data.npy", data)
+    np.save(tmp_path / "init.npy", init)
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    run = [sys.executable, str(script), str(tmp_path / "data.npy"), str(tmp_path / "init.npy")]
+    subprocess.run(run + ["", str(tmp_path / "whole.npy")], check=True, timeout=300)
+    checkpoint = tmp_path / "fit.h5"
+    rng = np.random.default_rng(0)
+    kills = 0
+    for _ in range(4):
+        proc = subprocess.Popen(run + [str(checkpoint), str(tmp_path / "resumed.npy")])
+        # wait for the first checkpoint of this run, then kill at a random moment
+        deadline = time.monotonic() + 120
+        start_mtime = checkpoint.stat().st_mtime if checkpoint.exists() else 0
+        while time.monotonic() < deadline and proc.poll() is None and (
+            not checkpoint.exists() or checkpoint.stat().st_mtime == start_mtime
+        ):
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.0, 0.3))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait()
+    subprocess.run(run + [str(checkpoint), str(tmp_path / "resumed.npy")], check=True,
+                   timeout=300)
+    assert kills >= 1
+    np.testing.assert_array_equal(np.load(tmp_path / "resumed.npy"),
+                                  np.load(tmp_path / "whole.npy"))
