@@ -21,6 +21,11 @@ name       components                              weights (one row per sample) 
 "binary"   :func:`make_topic_components`           Bernoulli(3/n) in {0, 1}      0
 ========== ======================================= ============================= ==========
 
+The Purification paper's model (``y = A* x + nu`` under (A1), (A2) or (A2'), with adversarial
+or unbiased bounded noise) is :func:`make_purification_data` / :func:`iter_purification_data`.
+Any of these streams can be written to an HDF5 file block by block, dense or CSR, with
+:func:`write_hdf5`; :func:`load_hdf5_truth` reads back the ground truth.
+
 Randomness. ``random_state`` seeds one :class:`numpy.random.SeedSequence`; the components, the
 CTM prior, the weights and the noise each come from their own child sequence, and the samples
 are generated in fixed chunks of ``CHUNK_SIZE`` rows, each chunk from its own child. So the
@@ -29,7 +34,10 @@ rows (:meth:`DatasetStream.get_block`) give the same numbers, and a smaller ``n_
 a prefix of a larger one. Changing ``noise`` rescales the same noise draw.
 """
 
+import json
 import numbers
+import os
+import tempfile
 from collections import namedtuple
 
 import numpy as np
@@ -45,6 +53,14 @@ __all__ = [
     "make_dataset",
     "iter_dataset",
     "make_init",
+    "PURIFICATION_WEIGHTS",
+    "PURIFICATION_NOISE",
+    "PurificationStream",
+    "make_purification_data",
+    "iter_purification_data",
+    "write_hdf5",
+    "load_hdf5_truth",
+    "load_hdf5",
 ]
 
 Dataset = namedtuple("Dataset", ["data", "components", "weights"])
@@ -154,6 +170,13 @@ def _seed_sequence(random_state):
         f"random_state must be None, a non-negative int, a numpy SeedSequence or a numpy "
         f"Generator, got {random_state!r}."
     )
+
+
+def _int_seed(random_state):
+    """``random_state`` as a plain int if it is one (bool excluded), else None."""
+    if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
+        return int(random_state)
+    return None
 
 
 def _child_rng(seed_sequence, *key):
@@ -511,6 +534,8 @@ class DatasetStream:
     weight_params : dict
         The resolved weight parameters (for "ctm": ``mu``, ``cov`` and its square root
         ``factor``).
+    random_state : int or None
+        The seed if an int was passed, else None (recorded by :func:`write_hdf5`).
     n_blocks : int
         Number of blocks an iteration yields (also ``len(stream)``).
     """
@@ -546,7 +571,10 @@ class DatasetStream:
             component_kind, self.n_components, self.n_features,
             _child_rng(self._seed, _KEY_COMPONENTS),
         )
-        self.components = self._components.astype(self.dtype, copy=False)
+        # A copy, also in float64: the caller may modify ``.components`` without changing the
+        # samples still to be generated from ``_components``.
+        self.components = self._components.astype(self.dtype, copy=True)
+        self.random_state = _int_seed(random_state)
         self._cache = None  # (chunk index, data, weights) of the last chunk generated
 
     @property
@@ -578,6 +606,12 @@ class DatasetStream:
         # Always a whole chunk, even past n_samples: the draws, and the shapes of the matrix
         # product (BLAS may round differently for other shapes), are then the same whatever
         # rows are asked for.
+        data, weights = self._generate(index)
+        self._cache = (index, data, weights)
+        return data, weights
+
+    def _generate(self, index):
+        """Draw chunk ``index``: float64 ``(data, weights)`` of ``CHUNK_SIZE`` rows each."""
         weights = _draw_weights(
             self.weight_kind, CHUNK_SIZE, self.n_components,
             _child_rng(self._seed, _KEY_WEIGHTS, index), self.weight_params,
@@ -588,7 +622,6 @@ class DatasetStream:
             noise_rng = _child_rng(self._seed, _KEY_NOISE, index)
             data += (self.noise / np.sqrt(self.n_features)) * noise_rng.standard_normal(
                 (CHUNK_SIZE, self.n_features))
-        self._cache = (index, data, weights)
         return data, weights
 
     def get_block(self, start, stop):
@@ -791,3 +824,723 @@ def make_init(true_components, *, in_span=1.0, out_of_span=0.0, random_state=Non
     if out_of_span > 0:
         init += noise * np.mean(np.sum(np.abs(truth), axis=1))
     return init.astype(out_dtype, copy=False)
+
+
+# --------------------------------------------------------------------------------------------
+# the Purification paper's model (Li, Liang and Risteski, NIPS 2016, section 3)
+# --------------------------------------------------------------------------------------------
+
+PURIFICATION_WEIGHTS = ("a2'", "a2")
+PURIFICATION_NOISE = ("adversarial", "unbiased")
+
+
+def _check_sparsity(sparsity, n):
+    """``sparsity`` as a float64 vector of shape (n,) with entries in (0, n]."""
+    if np.ndim(sparsity) == 0:
+        value = _check_real("sparsity", sparsity, low=0.0, high=n, low_open=True)
+        return np.full(n, value)
+    try:
+        values = np.asarray(sparsity, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"sparsity must be a number or an array of shape (n_components,) = ({n},), got "
+            f"{sparsity!r}."
+        ) from None
+    if values.shape != (n,):
+        raise ValueError(
+            f"sparsity must be a number or an array of shape (n_components,) = ({n},), got "
+            f"shape {values.shape}."
+        )
+    if not np.all(np.isfinite(values)) or np.any(values <= 0) or np.any(values > n):
+        raise ValueError(
+            f"every sparsity s_i must be in (0, n_components] = (0, {n}] (component i is "
+            f"active with probability s_i / n), got values from {np.min(values)!r} to "
+            f"{np.max(values)!r}."
+        )
+    return values
+
+
+def _check_value_range(value_range, weights):
+    if weights == "a2'":
+        if value_range is not None:
+            raise ValueError(
+                "value_range applies to weights='a2' only; under (A2') the active weights are "
+                "exactly 1. Drop value_range or pass weights='a2'."
+            )
+        return None
+    if value_range is None:
+        return (0.0, 1.0)
+    try:
+        low, high = value_range
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"value_range must be a pair (low, high) with 0 <= low <= high <= 1, got "
+            f"{value_range!r}."
+        ) from None
+    low = _check_real("value_range[0]", low, low=0.0, high=1.0)
+    high = _check_real("value_range[1]", high, low=0.0, high=1.0, low_open=True)
+    if low > high:
+        raise ValueError(f"value_range must have low <= high, got ({low}, {high}).")
+    return (low, high)
+
+
+def _purification_components(components, n, m, rng):
+    """The ground truth for :class:`PurificationStream`, checked against (A1)."""
+    if n > m:
+        raise ValueError(
+            f"(A1) needs n_components linearly independent components in R^n_features, "
+            f"impossible with n_components={n} > n_features={m}. Raise n_features or lower "
+            f"n_components."
+        )
+    if components is None or (isinstance(components, str) and components == "topic"):
+        return make_topic_components(n, m, random_state=rng)
+    if isinstance(components, str):
+        if components == "signed":
+            signed = rng.standard_normal((n, m))
+            return signed / np.sum(np.abs(signed), axis=1, keepdims=True)
+        raise ValueError(
+            f"components must be None, 'topic', 'signed' or an array of shape (n_components, "
+            f"n_features) = ({n}, {m}), got {components!r}."
+        )
+    array = np.asarray(components)
+    if array.shape != (n, m):
+        raise ValueError(
+            f"components must have shape (n_components, n_features) = ({n}, {m}), got "
+            f"{array.shape}. Rows are components (the paper's A* transposed)."
+        )
+    if array.dtype.kind not in "biuf" or not np.all(np.isfinite(array)):
+        raise ValueError("components must hold finite real numbers.")
+    array = np.array(array, dtype=np.float64)  # a private copy
+    rank = np.linalg.matrix_rank(array)
+    if rank < n:
+        raise ValueError(
+            f"components must be linearly independent (assumption (A1)), but the {n} rows "
+            f"span only {rank} dimensions. Remove or perturb the dependent rows."
+        )
+    return array
+
+
+class PurificationStream(DatasetStream):
+    """Data of the Purification paper's model, generated block by block.
+
+    ``y = A* x + nu`` (the paper's equation (1)); as everywhere in the library samples and
+    components are rows, so a block of ``data`` is ``weights @ components + noise``. See
+    :func:`make_purification_data` for the model and the parameters; this class adds
+    ``block_size`` (rows per block when iterating) and streams like :class:`DatasetStream`:
+    the numbers do not depend on the block size or the reading order, and
+    :func:`make_purification_data` returns exactly the concatenated blocks.
+
+    Attributes
+    ----------
+    components : ndarray of shape (n_components, n_features)
+        The ground truth ``A*.T``, in ``dtype``.
+    weight_kind : {"a2'", "a2"}
+    weight_params : dict
+        ``{"sparsity": ndarray of shape (n_components,), "value_range": (low, high) or None}``.
+    noise_kind : {"adversarial", "unbiased"}
+    noise_directions : ndarray of shape (n_components, n_features) or None
+        The fixed sign vectors ``v_i`` of the adversarial noise (entries +-1); None for
+        unbiased noise.
+    """
+
+    def __init__(self, n_samples=5000, n_components=100, n_features=1000, *, weights="a2'",
+                 sparsity=3.0, value_range=None, noise=0.0, noise_kind="adversarial",
+                 components=None, block_size=10000, random_state=None, dtype=np.float64):
+        if weights not in PURIFICATION_WEIGHTS:
+            raise ValueError(
+                f"weights must be one of {list(PURIFICATION_WEIGHTS)}, got {weights!r}."
+            )
+        if noise_kind not in PURIFICATION_NOISE:
+            raise ValueError(
+                f"noise_kind must be one of {list(PURIFICATION_NOISE)}, got {noise_kind!r}."
+            )
+        self.name = "purification"
+        self.n_samples = _check_int("n_samples", n_samples)
+        self.n_components = _check_int("n_components", n_components)
+        self.n_features = _check_int("n_features", n_features)
+        self.noise = _check_real("noise", noise, low=0.0)
+        self.noise_kind = noise_kind
+        self.block_size = _check_int("block_size", block_size)
+        self.dtype = _check_dtype(dtype)
+        self.weight_kind = weights
+        self.weight_params = {
+            "sparsity": _check_sparsity(sparsity, self.n_components),
+            "value_range": _check_value_range(value_range, weights),
+        }
+        self._seed = _seed_sequence(random_state)
+        self.random_state = _int_seed(random_state)
+        self._components = _purification_components(
+            components, self.n_components, self.n_features,
+            _child_rng(self._seed, _KEY_COMPONENTS),
+        )
+        self.components = self._components.astype(self.dtype, copy=True)
+        self.noise_directions = None
+        if noise_kind == "adversarial":
+            signs = _child_rng(self._seed, _KEY_PRIOR).integers(
+                0, 2, size=(self.n_components, self.n_features))
+            self.noise_directions = 2.0 * signs - 1.0
+        self._cache = None
+
+    def __repr__(self):
+        return (f"PurificationStream(n_samples={self.n_samples}, "
+                f"n_components={self.n_components}, n_features={self.n_features}, "
+                f"weights={self.weight_kind!r}, noise={self.noise}, "
+                f"noise_kind={self.noise_kind!r}, block_size={self.block_size})")
+
+    def _generate(self, index):
+        n, m = self.n_components, self.n_features
+        rng = _child_rng(self._seed, _KEY_WEIGHTS, index)
+        active = rng.random((CHUNK_SIZE, n)) < self.weight_params["sparsity"] / n
+        if self.weight_kind == "a2":
+            low, high = self.weight_params["value_range"]
+            weights = active * rng.uniform(low, high, size=(CHUNK_SIZE, n))
+        else:
+            weights = active.astype(np.float64)
+        data = weights @ self._components
+        if self.noise > 0:
+            if self.noise_kind == "adversarial":
+                # nu = C_nu * V^T x / max(1, ||x||_1): a deterministic function of x, so
+                # E[nu | x] = nu != 0, and |nu_j| <= C_nu because |(V^T x)_j| <= ||x||_1.
+                scale = self.noise / np.maximum(1.0, np.sum(weights, axis=1))
+                data += scale[:, None] * (weights @ self.noise_directions)
+            else:
+                signs = _child_rng(self._seed, _KEY_NOISE, index).integers(
+                    0, 2, size=(CHUNK_SIZE, m))
+                data += self.noise * (2.0 * signs - 1.0)
+        return data, weights
+
+
+def iter_purification_data(n_samples=5000, n_components=100, n_features=1000, *,
+                           weights="a2'", sparsity=3.0, value_range=None, noise=0.0,
+                           noise_kind="adversarial", components=None, block_size=10000,
+                           random_state=None, dtype=np.float64):
+    """Stream :func:`make_purification_data` in blocks, without holding it in memory.
+
+    Parameters are those of :func:`make_purification_data`, plus ``block_size`` (rows per
+    block, default 10000). Returns a :class:`PurificationStream`: ``.components`` is the truth,
+    iterating yields ``(data_block, weights_block)``, and :func:`write_hdf5` accepts it.
+    """
+    return PurificationStream(
+        n_samples, n_components, n_features, weights=weights, sparsity=sparsity,
+        value_range=value_range, noise=noise, noise_kind=noise_kind, components=components,
+        block_size=block_size, random_state=random_state, dtype=dtype,
+    )
+
+
+def make_purification_data(n_samples=5000, n_components=100, n_features=1000, *,
+                           weights="a2'", sparsity=3.0, value_range=None, noise=0.0,
+                           noise_kind="adversarial", components=None, random_state=None,
+                           dtype=np.float64):
+    """Data from the Purification paper's model ``y = A* x* + nu`` (NIPS 2016, section 3).
+
+    In the library's row layout ``data = weights @ components + noise`` with ``components`` =
+    ``A*.T`` (n x m), ``weights`` = ``X*.T`` and ``noise`` = the ``nu`` of every sample.
+
+    **Components, assumption (A1)** (the columns of ``A*`` are linearly independent; nothing
+    else, not even non-negativity). ``components=None`` or ``"topic"``:
+    :func:`make_topic_components`, non-negative rows summing to 1, i.e. columns of ``A*`` of
+    unit l1 norm, ``||A*||_1 = 1`` as in the remark after Theorem 1; with
+    ``n_features >= 2 * n_components`` it has anchor words and a condition number about 20.
+    ``"signed"``: i.i.d. standard normal entries, rows scaled to unit l1 norm (signed, allowed
+    by (A1); well conditioned when ``n_features`` is several times ``n_components``). An array
+    of shape (n_components, n_features) is used as given (copied; its rank is checked).
+
+    **Weights.** The coordinates are independent.
+
+    * ``"a2'"`` -- the simplified assumption (A2') of Theorems 1 and 2: ``x_i = 1`` with
+      probability ``s_i / n``, else 0 (``s_i`` = ``sparsity``). The paper's constants are then
+      ``C1 = c2 = C2 = s``.
+    * ``"a2"`` -- the general assumption (A2), ``x_i`` in [0, 1], ``E[x_i] <= C1 / n``,
+      ``c2 / n <= E[x_i^2] <= C2 / n``. Concretely ``x_i = b_i u_i`` with
+      ``b_i ~ Bernoulli(s_i / n)`` and ``u_i ~ U[low, high)`` (``value_range``, default
+      ``(0, 1)``), all independent, so ``E[x_i] = (s_i / n) (low + high) / 2`` and
+      ``E[x_i^2] = (s_i / n) (low^2 + low high + high^2) / 3``.
+
+    A ``sparsity`` vector with unequal entries gives unbalanced proportions ``E[x_i^2]``, the
+    case of the paper's section 6 ("more general proportions", Theorems 6 and 7 need
+    ``max E[x_i^2] <= 2 min E[x_i^2]``).
+
+    **Noise**, entrywise bounded by ``C_nu`` = ``noise`` (``|nu_j| <= noise`` always):
+
+    * ``"adversarial"`` -- model (N1): ``nu = C_nu V^T x / max(1, ||x||_1)`` with a fixed
+      matrix ``V`` (n x m, rows ``v_i`` of i.i.d. random signs, ``.noise_directions`` of the
+      stream) drawn once per data set. The noise is a deterministic function of ``x``, biased
+      (``E[nu | x] = nu != 0``) and aligned with the features: a sample whose only active
+      component is ``i`` (with ``x_i <= 1``) is exactly ``(A*_i + C_nu v_i) x_i``, so the data
+      look as if every column ``A*_i`` were shifted by ``C_nu v_i`` (l1 norm ``C_nu m``), which
+      no amount of data can undo. This is the noise limit of Theorem 1: recovery up to an error
+      of the order of one sample's noise.
+    * ``"unbiased"`` -- model (N2): ``nu_j = C_nu r_j`` with i.i.d. Rademacher signs ``r_j``
+      (+-1), independent of ``x``: zero mean given ``x`` and saturating the bound in every
+      entry, the largest noise (N2) allows.
+
+    Scale: with the default components ``||A* x||_1 = ||x||_1`` (about ``mean(s)`` for
+    (A2')) while ``||nu||_1`` is up to ``C_nu m``. Theorem 1 tolerates adversarial noise with
+    ``C_nu m`` of the order of the signal (``noise`` about ``c / n_features``); Theorem 2
+    tolerates unbiased noise ``sqrt(n)`` times larger.
+
+    Parameters
+    ----------
+    n_samples : int, default=5000
+        Number of samples (the paper's N).
+    n_components : int, default=100
+        Number of components (the paper's n).
+    n_features : int, default=1000
+        Number of features (the paper's m); at least ``n_components`` for (A1).
+    weights : {"a2'", "a2"}, default="a2'"
+        The weight distribution, see above.
+    sparsity : float or array-like of shape (n_components,), default=3.0
+        The paper's ``s``: component ``i`` is active with probability ``s_i / n``; each
+        ``s_i`` in (0, n_components].
+    value_range : (float, float) or None, default=None
+        ``(low, high)``, ``0 <= low <= high <= 1``, the range of active weights for "a2";
+        None means ``(0, 1)``. Must be None for "a2'".
+    noise : float, default=0.0
+        The entrywise bound ``C_nu`` (>= 0).
+    noise_kind : {"adversarial", "unbiased"}, default="adversarial"
+        The noise model, see above.
+    components : None, "topic", "signed" or array-like of shape (n_components, n_features)
+        The ground truth ``A*.T``, see above.
+    random_state : None, int, SeedSequence or numpy Generator, default=None
+        Seed for reproducible output. Components, noise directions, weights and noise use
+        independent streams (as in :func:`make_dataset`): the same seed gives the same
+        components for any ``n_samples`` or ``noise``, and the same draws rescaled for another
+        ``noise``.
+    dtype : {np.float64, np.float32}, default=np.float64
+        Type of the returned arrays (generated in float64, then cast).
+
+    Returns
+    -------
+    dataset : Dataset
+        Named tuple ``(data, components, weights)`` of shapes (n_samples, n_features),
+        (n_components, n_features) and (n_samples, n_components).
+    """
+    stream = iter_purification_data(
+        n_samples, n_components, n_features, weights=weights, sparsity=sparsity,
+        value_range=value_range, noise=noise, noise_kind=noise_kind, components=components,
+        block_size=max(1, _check_int("n_samples", n_samples)), random_state=random_state,
+        dtype=dtype,
+    )
+    data, weights_ = stream.get_block(0, stream.n_samples)
+    return Dataset(data, stream.components, weights_)
+
+
+# --------------------------------------------------------------------------------------------
+# HDF5 files
+# --------------------------------------------------------------------------------------------
+
+HDF5_FORMAT = "streamnmf-dataset"
+HDF5_FORMAT_VERSION = 1
+
+# Target bytes of one HDF5 chunk (the unit HDF5 reads, compresses and caches) and of one block
+# generated in memory while writing.
+_CHUNK_BYTES = 1 << 20
+_WRITE_BLOCK_BYTES = 1 << 24
+_COMPRESSIONS = (None, "gzip", "lzf")
+
+
+def _chunk_rows(n_rows, row_bytes):
+    """Rows of a (rows, full width) HDF5 chunk of about 1 MiB (at least 1, at most n_rows)."""
+    return int(max(1, min(n_rows, round(_CHUNK_BYTES / max(1, row_bytes)))))
+
+
+def _check_compression(compression):
+    if isinstance(compression, numbers.Integral) and not isinstance(compression, bool):
+        if not 0 <= compression <= 9:
+            raise ValueError(f"A gzip compression level must be in 0..9, got {compression}.")
+        return "gzip", int(compression)
+    if compression not in _COMPRESSIONS:
+        raise ValueError(
+            f"compression must be None, 'gzip', 'lzf' or a gzip level 0..9, got "
+            f"{compression!r}."
+        )
+    return compression, None
+
+
+def _resolve_stream(source, n_samples, n_components, n_features, noise, weight_params,
+                    random_state, dtype):
+    if isinstance(source, DatasetStream):
+        given = {
+            "n_samples": n_samples, "n_components": n_components, "n_features": n_features,
+            "noise": noise, "weight_params": weight_params, "random_state": random_state,
+            "dtype": dtype,
+        }
+        clash = sorted(key for key, value in given.items() if value is not None)
+        if clash:
+            raise ValueError(
+                f"{clash} are fixed by the stream passed as source; leave them out, or pass "
+                f"the data set's name instead of a stream."
+            )
+        return source
+    if not isinstance(source, str):
+        raise ValueError(
+            f"source must be a data set name (one of {list(DATASET_NAMES)}) or a DatasetStream "
+            f"(e.g. from iter_dataset or iter_purification_data), got "
+            f"{type(source).__name__}."
+        )
+    return DatasetStream(
+        source,
+        5000 if n_samples is None else n_samples,
+        100 if n_components is None else n_components,
+        1000 if n_features is None else n_features,
+        noise=noise, weight_params=weight_params, random_state=random_state,
+        dtype=np.float64 if dtype is None else dtype,
+    )
+
+
+def _plain_params(params):
+    """The JSON-representable part of a parameter dict (arrays summarised by their shape)."""
+    out = {}
+    for key, value in params.items():
+        if isinstance(value, np.ndarray):
+            if value.ndim == 1 and value.size <= 1000:
+                out[key] = value.tolist()
+            else:
+                out[key] = f"<array of shape {value.shape}>"
+        elif isinstance(value, (np.integer, np.floating)):
+            out[key] = value.item()
+        elif isinstance(value, tuple):
+            out[key] = list(value)
+        else:
+            out[key] = value
+    return out
+
+
+def _fsync_directory(directory):
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # not possible on every platform (Windows); the rename is atomic anyway
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _publish(tmp, path, overwrite):
+    """Move the finished ``tmp`` to ``path`` atomically; without ``overwrite``, never clobber."""
+    if overwrite:
+        os.replace(tmp, path)
+        return
+    # A hard link fails if ``path`` appeared meanwhile (another writer): no race between the
+    # check at the start and the rename. Filesystems without hard links fall back to a check.
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise FileExistsError(
+            f"{path!r} was created by someone else while the data were being written; it was "
+            f"left untouched. Pass overwrite=True to replace it."
+        ) from None
+    except OSError:
+        if os.path.exists(path):
+            raise FileExistsError(
+                f"{path!r} already exists; pass overwrite=True to replace it."
+            ) from None
+        os.replace(tmp, path)
+        return
+    os.remove(tmp)
+
+
+def write_hdf5(path, source, n_samples=None, n_components=None, n_features=None, *,
+               noise=None, weight_params=None, dataset="data", sparse=False, block_size=None,
+               compression=None, with_weights=False, overwrite=False, random_state=None,
+               dtype=None):
+    """Write a generated data set to an HDF5 file, block by block.
+
+    Memory stays bounded by one block of ``block_size`` rows (dense, plus its CSR form when
+    ``sparse``), whatever ``n_samples``: a 1e7 x 1000 data set (80 GB) is written with about
+    16 MiB of data in memory. The file is written atomically: into a temporary file in the
+    target's directory, flushed, fsync'ed and renamed (``os.replace``), so the path holds either
+    nothing (or its old content) or the complete file; the temporary file is removed on any
+    error, including KeyboardInterrupt.
+
+    Layout (``N = n_samples``, ``m = n_features``, ``n = n_components``):
+
+    * dense (``sparse=False``): dataset ``<dataset>`` of shape (N, m), samples as rows, chunked
+      by whole rows with about 1 MiB per chunk.
+    * CSR (``sparse=True``): group ``<dataset>`` holding ``data`` (nnz values), ``indices``
+      (nnz column indices, int32 unless m needs int64) and ``indptr`` (N + 1, int64), with group
+      attributes ``shape = (N, m)``, ``encoding-type = "csr_matrix"``,
+      ``encoding-version = "0.1.0"`` (the anndata convention) and ``h5sparse_format = "csr"``,
+      ``h5sparse_shape`` (h5sparse). Exact zeros are dropped; ``data`` and ``indices`` grow per
+      block. Worth it when most entries are exactly 0, e.g. binary or (A2') weights with
+      components that have exact zeros.
+    * ``components``: (n, m), the ground truth ``A*.T``, float64 as generated.
+    * ``weights``: (N, n), dense, only with ``with_weights=True`` (as big as N x n).
+    * root attributes: ``format = "streamnmf-dataset"``, ``format_version``, ``name``,
+      ``data_path`` (= ``dataset``), ``layout`` ("dense" or "csr"), ``n_samples``,
+      ``n_features``, ``n_components``, ``noise``, ``weight_kind``, ``weight_params_json``,
+      ``streamnmf_version``, ``dtype``; ``noise_kind`` for Purification streams;
+      ``random_state`` when the seed was an int; ``seed_entropy`` (decimal string) whenever
+      ``random_state=int(seed_entropy)`` regenerates the same data.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The file to create. Its directory must exist.
+    source : str or DatasetStream
+        A data set name of :func:`make_dataset` (then ``n_samples`` ... ``dtype`` are as there,
+        with its defaults when None), or a stream from :func:`iter_dataset` or
+        :func:`iter_purification_data` (then those parameters must be left None).
+    n_samples, n_components, n_features : int or None
+        As in :func:`make_dataset`; None means its default (5000, 100, 1000).
+    noise : float or None, default=None
+        As in :func:`make_dataset`.
+    weight_params : dict or None, default=None
+        As in :func:`make_dataset`.
+    dataset : str, default="data"
+        Name of the data's dataset (dense) or group (CSR); not "components" or "weights".
+    sparse : bool, default=False
+        Write CSR instead of a dense array.
+    block_size : int or None, default=None
+        Rows generated and written at a time; None: about 16 MiB of dense rows, a whole number
+        of HDF5 chunks.
+    compression : None, "gzip", "lzf" or int, default=None
+        HDF5 compression filter of every dataset; an int is a gzip level 0..9.
+    with_weights : bool, default=False
+        Also store the true weights.
+    overwrite : bool, default=False
+        Replace an existing file. Without it an existing ``path`` raises FileExistsError.
+    random_state : None, int, SeedSequence or numpy Generator, default=None
+        As in :func:`make_dataset`.
+    dtype : {np.float64, np.float32} or None, default=None
+        Type of the stored data and weights; None: float64 (or the stream's dtype).
+
+    Returns
+    -------
+    path : str
+        The path written.
+
+    Raises
+    ------
+    FileExistsError
+        ``path`` exists and ``overwrite`` is False.
+    FileNotFoundError
+        The directory of ``path`` does not exist.
+    ValueError
+        Bad parameters (see :func:`make_dataset`), or parameters given with a stream.
+
+    Examples
+    --------
+    >>> write_hdf5("dir.h5", "dir", 10**6, random_state=0)              # doctest: +SKIP
+    >>> stream = iter_purification_data(10**5, 20, 200, random_state=1)   # doctest: +SKIP
+    >>> write_hdf5("pur.h5", stream, sparse=True, with_weights=True)     # doctest: +SKIP
+    """
+    import h5py
+
+    from . import __version__
+
+    path = os.fspath(path)
+    stream = _resolve_stream(source, n_samples, n_components, n_features, noise,
+                             weight_params, random_state, dtype)
+    if not isinstance(dataset, str) or not dataset.strip("/") or dataset.strip("/") in (
+            "components", "weights"):
+        raise ValueError(
+            f"dataset must be a non-empty name other than 'components' and 'weights' (those "
+            f"hold the truth), got {dataset!r}."
+        )
+    dataset = dataset.strip("/")
+    compression, compression_opts = _check_compression(compression)
+    n, m, k = stream.n_samples, stream.n_features, stream.n_components
+    itemsize = stream.dtype.itemsize
+    rows_per_chunk = _chunk_rows(n, m * itemsize)
+    if block_size is None:
+        chunks_per_block = max(1, _WRITE_BLOCK_BYTES // (rows_per_chunk * m * itemsize))
+        block_size = min(n, chunks_per_block * rows_per_chunk)
+    block_size = _check_int("block_size", block_size)
+    if os.path.isdir(path):
+        raise ValueError(f"{path!r} is a directory; give the path of the file to create.")
+    if os.path.lexists(path) and not overwrite:
+        raise FileExistsError(f"{path!r} already exists; pass overwrite=True to replace it.")
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(
+            f"The directory {directory!r} of {path!r} does not exist; create it first."
+        )
+
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
+                               dir=directory)
+    os.close(fd)
+    try:
+        # A chunk cache that holds a few chunks, so that writes that straddle chunks do not
+        # re-read them from disk.
+        with h5py.File(tmp, "w", rdcc_nbytes=8 * _CHUNK_BYTES) as f:
+            filters = {"compression": compression, "compression_opts": compression_opts}
+            attrs = f.attrs
+            attrs["format"] = HDF5_FORMAT
+            attrs["format_version"] = HDF5_FORMAT_VERSION
+            attrs["name"] = stream.name
+            attrs["data_path"] = dataset
+            attrs["layout"] = "csr" if sparse else "dense"
+            attrs["n_samples"] = n
+            attrs["n_features"] = m
+            attrs["n_components"] = k
+            attrs["noise"] = float(stream.noise)
+            attrs["weight_kind"] = stream.weight_kind
+            attrs["weight_params_json"] = json.dumps(_plain_params(stream.weight_params))
+            attrs["streamnmf_version"] = __version__
+            attrs["dtype"] = stream.dtype.name
+            if getattr(stream, "noise_kind", None) is not None:
+                attrs["noise_kind"] = stream.noise_kind
+            if stream.random_state is not None:
+                attrs["random_state"] = stream.random_state
+            seed = stream._seed
+            if not tuple(seed.spawn_key) and isinstance(seed.entropy, numbers.Integral):
+                attrs["seed_entropy"] = str(int(seed.entropy))
+            f.create_dataset("components", data=stream._components, **filters)
+
+            weights_ds = None
+            if with_weights:
+                weights_ds = f.create_dataset(
+                    "weights", shape=(n, k), dtype=stream.dtype,
+                    chunks=(_chunk_rows(n, k * itemsize), k), **filters)
+            if sparse:
+                group = f.create_group(dataset)
+                for key, value in (("shape", np.array([n, m], dtype=np.int64)),
+                                   ("encoding-type", "csr_matrix"),
+                                   ("encoding-version", "0.1.0"),
+                                   ("h5sparse_format", "csr"),
+                                   ("h5sparse_shape", np.array([n, m], dtype=np.int64))):
+                    group.attrs[key] = value
+                index_dtype = np.int32 if m <= np.iinfo(np.int32).max else np.int64
+                values_ds = group.create_dataset(
+                    "data", shape=(0,), maxshape=(None,), dtype=stream.dtype,
+                    chunks=(max(1, _CHUNK_BYTES // itemsize),), **filters)
+                indices_ds = group.create_dataset(
+                    "indices", shape=(0,), maxshape=(None,), dtype=index_dtype,
+                    chunks=(max(1, _CHUNK_BYTES // np.dtype(index_dtype).itemsize),),
+                    **filters)
+                indptr_ds = group.create_dataset(
+                    "indptr", shape=(n + 1,), dtype=np.int64,
+                    chunks=(min(n + 1, _CHUNK_BYTES // 8),), **filters)
+                indptr_ds[0] = 0
+                nnz = 0
+            else:
+                data_ds = f.create_dataset(dataset, shape=(n, m), dtype=stream.dtype,
+                                           chunks=(rows_per_chunk, m), **filters)
+
+            for start in range(0, n, block_size):
+                stop = min(start + block_size, n)
+                block, weights = stream.get_block(start, stop)
+                if weights_ds is not None:
+                    weights_ds[start:stop] = weights
+                del weights
+                if sparse:
+                    # Flat positions of the non-zeros, row-major: one index array, not two.
+                    flat = np.flatnonzero(block)
+                    counts = np.count_nonzero(block, axis=1)
+                    values = block.ravel()[flat]
+                    cols = flat % m
+                    del flat
+                    grown = nnz + values.size
+                    values_ds.resize((grown,))
+                    indices_ds.resize((grown,))
+                    values_ds[nnz:grown] = values
+                    indices_ds[nnz:grown] = cols.astype(index_dtype, copy=False)
+                    indptr_ds[start + 1:stop + 1] = nnz + np.cumsum(counts, dtype=np.int64)
+                    nnz = grown
+                else:
+                    data_ds[start:stop] = block
+                del block
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        _publish(tmp, path, overwrite)
+        _fsync_directory(directory)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
+
+
+def _open_dataset_file(path):
+    import h5py
+
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"No such file: {path!r}.")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise ValueError(f"{path!r} cannot be read as HDF5 ({exc}).") from exc
+    if "components" not in f:
+        f.close()
+        raise ValueError(
+            f"{path!r} has no 'components' dataset; it was not written by "
+            f"streamnmf.datasets.write_hdf5 (root attribute format={HDF5_FORMAT!r})."
+        )
+    return f
+
+
+def load_hdf5_truth(path):
+    """The ground-truth components stored by :func:`write_hdf5`.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        A file written by :func:`write_hdf5`.
+
+    Returns
+    -------
+    components : ndarray of shape (n_components, n_features)
+        The truth as rows (``A*.T``), float64.
+
+    Raises
+    ------
+    FileNotFoundError
+        No such file.
+    ValueError
+        Not HDF5, or no ``components`` dataset in it.
+    """
+    with _open_dataset_file(path) as f:
+        components = f["components"][()]
+    if components.ndim != 2:
+        raise ValueError(
+            f"'components' in {os.fspath(path)!r} has shape {components.shape}; expected "
+            f"(n_components, n_features)."
+        )
+    return components
+
+
+def load_hdf5(path):
+    """Read a whole file written by :func:`write_hdf5` into memory (for small data sets).
+
+    Large files should be read block by block instead (for example with h5py slicing of the
+    dense dataset, or of ``indptr`` and then ``data``/``indices`` for CSR).
+
+    Parameters
+    ----------
+    path : str or PathLike
+        A file written by :func:`write_hdf5`.
+
+    Returns
+    -------
+    dataset : Dataset
+        ``data``: ndarray of shape (n_samples, n_features), or a ``scipy.sparse.csr_matrix`` for
+        the CSR layout; ``components``: ndarray of shape (n_components, n_features);
+        ``weights``: ndarray of shape (n_samples, n_components), or None when not stored.
+    attrs : dict
+        The root attributes (``weight_params_json`` decoded into ``weight_params``).
+    """
+    import scipy.sparse as sp
+
+    with _open_dataset_file(path) as f:
+        attrs = {key: (value.item() if isinstance(value, np.generic) else value)
+                 for key, value in f.attrs.items()}
+        if "weight_params_json" in attrs:
+            attrs["weight_params"] = json.loads(attrs.pop("weight_params_json"))
+        name = attrs.get("data_path", "data")
+        if name not in f:
+            raise ValueError(f"{os.fspath(path)!r} has no data at {name!r}.")
+        node = f[name]
+        if attrs.get("layout") == "csr" or not hasattr(node, "shape"):
+            shape = tuple(int(v) for v in node.attrs["shape"])
+            data = sp.csr_matrix(
+                (node["data"][()], node["indices"][()], node["indptr"][()]), shape=shape)
+        else:
+            data = node[()]
+        components = f["components"][()]
+        weights = f["weights"][()] if "weights" in f else None
+    return Dataset(data, components, weights), attrs

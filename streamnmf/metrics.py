@@ -1,6 +1,6 @@
 """Recovery error of learned components against the ground truth (the AND paper's measure).
 
-The AND paper (Li, Liang and Risteski, ICML 2017, section 7, "Evaluation criterion") scores a
+The AND paper (Li and Liang, ICML 2017, section 7, "Evaluation criterion") scores a
 learned feature matrix ``A`` (m x D) against the truth ``A*`` (m x n) column by column:
 
     eps_i(A, A*) = min_{j, s} || A*_i - s A_j ||^2,     total = sum_i eps_i,
