@@ -8,6 +8,26 @@ error), ``datasets`` (the papers' semi-synthetic data), ``schedules`` (stage thr
 __version__ = "0.1.0"
 
 from ._and import AND  # noqa: E402
-from . import schedules, sources  # noqa: E402
+from ._base import StreamingNMFBase  # noqa: E402
+from . import datasets, metrics, schedules, sources  # noqa: E402
 
-__all__ = ["AND", "schedules", "sources", "__version__"]
+#: estimator classes by name, for model files
+ESTIMATORS = {"AND": AND}
+
+
+def load(path):
+    """Load a model file written by ``estimator.save`` or ``streamnmf fit --out``.
+
+    Parameters
+    ----------
+    path : str or PathLike
+
+    Returns
+    -------
+    AND or Purification
+        The fitted estimator of the class that saved it.
+    """
+    return StreamingNMFBase.load(path)
+
+
+__all__ = ["AND", "load", "datasets", "metrics", "schedules", "sources", "__version__"]

@@ -474,6 +474,83 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         self._n_features_out = self.components_.shape[0]
         self._D = np.ascontiguousarray(self._make_rule().decoding_matrix(self.components_))
 
+    # -- model files ------------------------------------------------------------------------------
+    def save(self, path, overwrite=False):
+        """Write the fitted model to an HDF5 file (no pickle), atomically.
+
+        The file holds ``components`` (n_components, n_features), the ``decoding_matrix``
+        (n_features, n_components), ``history/<field>`` arrays, and as attributes the
+        estimator name, its parameters (JSON), ``alpha_``, ``n_features_in_``, the format
+        version and the streamnmf version. Read it back with :meth:`load`.
+
+        Parameters
+        ----------
+        path : str or PathLike
+        overwrite : bool, default=False
+            Replace an existing file; otherwise an existing file is an error.
+        """
+        check_is_fitted(self, "components_")
+        if os.path.exists(path) and not overwrite:
+            raise FileExistsError(
+                f"{os.fspath(path)!r} exists; pass overwrite=True to replace it."
+            )
+        attrs = dict(
+            format=_io.MODEL_FORMAT, format_version=_io.FORMAT_VERSION,
+            library_version=__version__, estimator=type(self).__name__,
+            params_json=json.dumps(_io.plain_params(self.get_params())),
+            alpha=self.alpha_, n_features_in=self.n_features_in_, n_stages=self.n_stages_,
+            samples_seen=self.samples_seen_,
+        )
+        arrays = {"components": self.components_, "decoding_matrix": self._D}
+        arrays.update({f"history/{k}": v for k, v in self.history_.items()})
+
+        def fill(f):
+            f.attrs.update(attrs)
+            _io.write_arrays(f, arrays)
+
+        _io.write_atomic(path, fill)
+
+    @classmethod
+    def load(cls, path):
+        """Read a model written by :meth:`save` (or ``streamnmf fit --out``).
+
+        Parameters that are plain values (numbers, strings, lists of numbers) are restored;
+        others (an init array, a schedule object, a callback) keep their defaults.
+
+        Parameters
+        ----------
+        path : str or PathLike
+
+        Returns
+        -------
+        estimator
+            Fitted: ``transform`` works as in the session that saved it.
+        """
+        attrs, arrays = _io.read_verified(path, _io.MODEL_FORMAT)
+        if cls is not StreamingNMFBase and attrs["estimator"] != cls.__name__:
+            raise _io.CheckpointError(
+                f"{os.fspath(path)!r} holds a {attrs['estimator']} model, not {cls.__name__}; "
+                "load it with streamnmf.load(path)."
+            )
+        if cls is StreamingNMFBase:
+            from . import ESTIMATORS
+
+            cls = ESTIMATORS[attrs["estimator"]]
+        est = cls()
+        valid = est.get_params()
+        est.set_params(**{k: v for k, v in attrs["params"].items()
+                          if k in valid and not isinstance(v, dict)})
+        est.components_ = arrays["components"]
+        est._D = arrays["decoding_matrix"]
+        est.history_ = {k[len("history/"):]: v for k, v in arrays.items()
+                        if k.startswith("history/")}
+        est.alpha_ = float(attrs["alpha"])
+        est.n_features_in_ = int(attrs["n_features_in"])
+        est.n_stages_ = int(attrs["n_stages"])
+        est.samples_seen_ = int(attrs["samples_seen"])
+        est._n_features_out = est.components_.shape[0]
+        return est
+
     # -- using the model ----------------------------------------------------------------------
     def transform(self, X):
         """Decode X with the fitted components: the same thresholded decode that fit uses.

@@ -152,7 +152,12 @@ def read_verified(path, expected_format):
 
 
 def plain_params(params):
-    """The JSON-representable estimator parameters (arrays, callables and objects as text)."""
+    """The estimator parameters as JSON values.
+
+    Numbers, strings, None and lists of numbers are kept; anything else (an init array, a
+    schedule object, a callback) becomes ``{"repr": text}``, which identifies it in a
+    comparison but is not restored when a model is loaded.
+    """
     out = {}
     for key, value in params.items():
         if value is None or isinstance(value, (bool, int, float, str)):
@@ -160,13 +165,15 @@ def plain_params(params):
         elif isinstance(value, (np.integer, np.floating)):
             out[key] = value.item()
         elif isinstance(value, np.ndarray):
-            out[key] = f"<array {value.shape} {value.dtype}>"
+            out[key] = {"repr": f"<array of shape {value.shape}, {value.dtype}>"}
+        elif isinstance(value, os.PathLike):
+            out[key] = os.fspath(value)
         elif isinstance(value, (list, tuple)) and all(
-            isinstance(v, (int, float)) for v in value
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
         ):
-            out[key] = list(value)
+            out[key] = [float(v) for v in value]
         else:
-            out[key] = repr(value)
+            out[key] = {"repr": repr(value)}
     return out
 
 
