@@ -98,6 +98,10 @@ def spa_init(Y, n_components, rng):
     return C0
 
 
+def _is_dask_array(X):
+    return type(X).__module__.startswith("dask.")
+
+
 def check_finite_rows(X, where):
     """Raise a ValueError naming the first row of X that holds NaN or infinity."""
     values = X.data if sp.issparse(X) else X
@@ -236,6 +240,7 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         self._data_shape = (-1 if n_samples is None else int(n_samples), int(n_features))
         self._position = (0, 0)  # (pass, samples of the pass consumed): where fit resumes
         self._last_checkpoint = (time.monotonic(), 0)
+        self._source_order = dict(block_rows=-1, shuffle_seed=-1)
         self.n_features_in_ = n_features
 
     def fit(self, X, y=None, resume=False):
@@ -258,6 +263,10 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         -------
         self
         """
+        if getattr(self, "client", None) is not None or _is_dask_array(X):
+            from ._dask import fit_distributed  # dask is an optional extra
+
+            return fit_distributed(self, X, resume=resume)
         source = self._fit_source(X)
         if source.n_samples == 0:
             raise ValueError("Found array with 0 sample(s) while a minimum of 1 is required.")
@@ -266,6 +275,12 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         first = next(iter(source.blocks()))
         self._start(first, source.n_features, source.dtype, source.n_samples)
         del first
+        # What fixes the order of the samples: a resumed fit must read them the same way.
+        self._source_order = dict(
+            block_rows=int(getattr(source, "block_rows", None) or -1),
+            shuffle_seed=int(getattr(source, "seed", None) if getattr(source, "shuffle", False)
+                             else -1),
+        )
         if resume:
             self._resume()
         self._in_fit = True
@@ -399,6 +414,8 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
             params_json=json.dumps(_io.plain_params(self.get_params())),
             n_samples=self._data_shape[0], n_features=self._data_shape[1],
             n_components=loop.C.shape[0], dtype=str(loop.dtype),
+            source_block_rows=self._source_order["block_rows"],
+            source_shuffle_seed=self._source_order["shuffle_seed"],
             epoch=position[0], offset=position[1], stalled=self._stalled,
             best_change=self._best_change, early_stopped=self._early_stopped,
         )
@@ -441,10 +458,13 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         loop = self._loop
         found = dict(estimator=attrs["estimator"], n_samples=attrs["n_samples"],
                      n_features=attrs["n_features"], n_components=attrs["n_components"],
-                     dtype=attrs["dtype"])
+                     dtype=attrs["dtype"], source_block_rows=attrs["source_block_rows"],
+                     source_shuffle_seed=attrs["source_shuffle_seed"])
         expected = dict(estimator=type(self).__name__, n_samples=self._data_shape[0],
                         n_features=self._data_shape[1], n_components=loop.C.shape[0],
-                        dtype=str(loop.dtype))
+                        dtype=str(loop.dtype),
+                        source_block_rows=self._source_order["block_rows"],
+                        source_shuffle_seed=self._source_order["shuffle_seed"])
         params = _io.plain_params(self.get_params())
         for key, value in attrs["params"].items():
             if key not in self._RESUME_FREE:
@@ -454,8 +474,9 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         if differ:
             raise _io.CheckpointError(
                 f"The checkpoint {os.fspath(self.checkpoint)!r} was written for other data or "
-                f"parameters ({'; '.join(differ)}). Resume with the same data and parameters, "
-                "or use another checkpoint path to start a new fit."
+                f"parameters ({'; '.join(differ)}). Resume with the same data, read the same "
+                "way (block_rows; a shuffled source needs the same random_state), and the same "
+                "parameters, or use another checkpoint path to start a new fit."
             )
         loop.set_state({k[5:]: v for k, v in attrs.items() if k.startswith("loop_")}, arrays)
         self._early_stopped = loop.stopped = bool(attrs["early_stopped"])

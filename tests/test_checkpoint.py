@@ -51,6 +51,7 @@ class FailingSource(Source):
 
     def __init__(self, data, fail_after):
         self.inner = ArraySource(data, block_rows=128)
+        self.block_rows = 128
         self.n_samples, self.n_features, self.dtype = data.shape[0], data.shape[1], data.dtype
         self.fail_after = fail_after
         self.calls = 0
@@ -130,6 +131,23 @@ def test_checkpoint_of_other_data_or_parameters_refused(tmp_path):
         AND(6, init=init, n_stages=4, checkpoint=path).fit(data[:500], resume=True)
     with pytest.raises(CheckpointError, match=r"update: checkpoint 'stagewise', now 'gd'"):
         AND(6, init=init, update="gd", checkpoint=path).fit(data, resume=True)
+
+
+def test_resume_reads_a_shuffled_source_in_the_same_order(tmp_path):
+    data, init = problem()
+    kwargs = dict(update="sgd", stage_length=250, init=init, tol=0, n_iter_no_change=None,
+                  checkpoint_every=100)
+
+    def shuffled(seed):
+        return ArraySource(data, block_rows=128, shuffle=True, random_state=seed)
+
+    whole = AND(6, n_stages=6, **kwargs).fit(shuffled(7))
+    path = tmp_path / "fit.h5"
+    AND(6, n_stages=3, checkpoint=path, **kwargs).fit(shuffled(7))
+    resumed = AND(6, n_stages=6, checkpoint=path, **kwargs).fit(shuffled(7), resume=True)
+    np.testing.assert_array_equal(resumed.components_, whole.components_)
+    with pytest.raises(CheckpointError, match="source_shuffle_seed: checkpoint 7, now 8"):
+        AND(6, n_stages=6, checkpoint=path, **kwargs).fit(shuffled(8), resume=True)
 
 
 def test_checkpoint_of_other_version_refused(tmp_path):
