@@ -10,6 +10,7 @@ __version__ = "0.1.0"
 from ._and import AND  # noqa: E402
 from ._base import StreamingNMFBase  # noqa: E402
 from . import datasets, metrics, schedules, sources  # noqa: E402
+from .hdf5 import HDF5Source  # noqa: E402
 
 #: estimator classes by name, for model files
 ESTIMATORS = {"AND": AND}
@@ -30,4 +31,4 @@ def load(path):
     return StreamingNMFBase.load(path)
 
 
-__all__ = ["AND", "load", "datasets", "metrics", "schedules", "sources", "__version__"]
+__all__ = ["AND", "HDF5Source", "load", "datasets", "metrics", "schedules", "sources", "__version__"]

@@ -533,17 +533,18 @@ def as_source(X, block_rows=None):
     if _is_path(X):
         from .hdf5 import HDF5Source, split_path_spec
 
-        return HDF5Source(*split_path_spec(X), block_rows=block_rows)
+        # a file is read ahead in a background thread while the kernels compute
+        return HDF5Source(*split_path_spec(X), block_rows=block_rows, prefetch=True)
     if (isinstance(X, tuple) and len(X) == 2 and _is_path(X[0])
             and isinstance(X[1], str)):
         from .hdf5 import HDF5Source
 
-        return HDF5Source(X[0], X[1], block_rows=block_rows)
+        return HDF5Source(X[0], X[1], block_rows=block_rows, prefetch=True)
     h5py = sys.modules.get("h5py")  # an h5py object exists only if h5py was imported
     if h5py is not None and isinstance(X, (h5py.Dataset, h5py.Group)):
         from .hdf5 import HDF5Source
 
-        return HDF5Source.from_h5py(X, block_rows=block_rows)
+        return HDF5Source.from_h5py(X, block_rows=block_rows, prefetch=True)
     if hasattr(X, "__iter__") and not isinstance(X, bytes):
         return IterableSource(X)
     raise TypeError(
