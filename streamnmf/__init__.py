@@ -1,6 +1,7 @@
 """streamnmf: streaming non-negative matrix factorization with provable recovery.
 
-Estimators: :class:`AND` (Li & Liang, ICML 2017). Modules: ``metrics`` (the papers' recovery
+Estimators: :class:`AND` (Li & Liang, ICML 2017) and :class:`Purification` (Li, Liang &
+Risteski, NeurIPS 2016). Modules: ``metrics`` (the papers' recovery
 error), ``datasets`` (the papers' semi-synthetic data), ``schedules`` (stage thresholds),
 ``sources`` (row-block streams).
 """
@@ -9,11 +10,12 @@ __version__ = "0.1.0"
 
 from ._and import AND  # noqa: E402
 from ._base import StreamingNMFBase  # noqa: E402
+from ._purification import Purification  # noqa: E402
 from . import datasets, metrics, schedules, sources  # noqa: E402
 from .hdf5 import HDF5Source  # noqa: E402
 
 #: estimator classes by name, for model files
-ESTIMATORS = {"AND": AND}
+ESTIMATORS = {"AND": AND, "Purification": Purification}
 
 
 def load(path):
@@ -31,4 +33,4 @@ def load(path):
     return StreamingNMFBase.load(path)
 
 
-__all__ = ["AND", "HDF5Source", "load", "datasets", "metrics", "schedules", "sources", "__version__"]
+__all__ = ["AND", "Purification", "HDF5Source", "load", "datasets", "metrics", "schedules", "sources", "__version__"]

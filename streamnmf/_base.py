@@ -493,7 +493,10 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         self.alpha_ = loop.alpha if loop.stage == 0 else loop.history["alpha"][-1]
         self.history_ = {k: np.asarray(v) for k, v in loop.history.items()}
         self._n_features_out = self.components_.shape[0]
-        self._D = np.ascontiguousarray(self._make_rule().decoding_matrix(self.components_))
+        if loop.stats.count == 0:  # at a stage boundary: the next stage's D is of this C
+            self._D = loop.D.copy()
+        else:
+            self._D = np.ascontiguousarray(loop.rule.decoding_matrix(self.components_))
 
     # -- model files ------------------------------------------------------------------------------
     def save(self, path, overwrite=False):

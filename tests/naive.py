@@ -95,3 +95,63 @@ def and_full_batch(Y, C0, alphas, n_inner, eta_paper):
         for _ in range(n_inner):
             A = A + eta_paper * (Ycols @ Z.T - A @ Z @ Z.T)
     return A.T
+
+
+# -- Purification (Li, Liang and Risteski, NIPS 2016), paper's column layout ------------------
+
+def min_inf_left_inverse(A):
+    """``B`` (n x m) with ``B A = I`` and minimum ``||B||_inf``, through the DUAL programmes.
+
+    Row i: ``min ||b||_1 s.t. A^T b = e_i`` has the dual ``max u_i s.t. ||A u||_inf <= 1``
+    (the library solves the primal). The primal row is read off the dual's multipliers.
+    Returns (B, values) with ``values[i]`` the optimal ``||b_i||_1``.
+    """
+    from scipy.optimize import linprog
+
+    m, n = A.shape
+    B = np.empty((n, m))
+    values = np.empty(n)
+    G = np.vstack([A, -A])  # A u <= 1 and -A u <= 1
+    for i in range(n):
+        c = np.zeros(n)
+        c[i] = -1.0
+        res = linprog(c, A_ub=G, b_ub=np.ones(2 * m), bounds=(None, None), method="highs")
+        assert res.status == 0, res.message
+        lam = -res.ineqlin.marginals  # >= 0, one per inequality
+        B[i] = lam[:m] - lam[m:]
+        values[i] = -res.fun
+    return B, values
+
+
+def pair_average(Y, X):
+    """``E_hat[(y - y')(x - x')^T]`` over all N^2 ordered pairs of rows, literally (m x n)."""
+    Y = dense(Y).astype(np.float64)
+    X = np.asarray(X, dtype=np.float64)
+    N = Y.shape[0]
+    total = np.zeros((Y.shape[1], X.shape[1]))
+    for j in range(N):
+        for k in range(N):
+            total += np.outer(Y[j] - Y[k], X[j] - X[k])
+    return total / N**2
+
+
+def purification_algorithm1(batches, A0, alpha, eta, r=None, inverse="min-inf"):
+    """The Purification paper's Algorithm 1 transcribed literally (columns layout inside).
+
+    For each batch: B = min-inf left inverse of A (or pinv); x = max(B y - alpha, 0);
+    M = E_hat over all ordered pairs of (y - y')(x - x')^T; A <- (1 - eta) A + r eta M, with
+    ``r=None`` meaning the library's default, per column ``r_i = 1 / (B M)_ii``. Returns
+    the components as rows.
+    """
+    A = np.asarray(A0, dtype=np.float64).copy()
+    for Yb in batches:
+        Yb = dense(Yb).astype(np.float64)
+        B = min_inf_left_inverse(A)[0] if inverse == "min-inf" else np.linalg.pinv(A)
+        X = np.maximum(Yb @ B.T - alpha, 0)
+        M = pair_average(Yb, X)
+        if r is None:
+            scale = 1.0 / np.diag(B @ M)
+        else:
+            scale = np.full(A.shape[1], float(r))
+        A = (1 - eta) * A + eta * M * scale[None, :]
+    return A.T
