@@ -38,6 +38,19 @@ def test_generate_fit_evaluate(tmp_path, capsys):
     assert run_json(capsys, ["evaluate", model, corpus]) == out
 
 
+def test_fit_purification_from_the_command_line(tmp_path, capsys):
+    corpus = str(tmp_path / "corpus.h5")
+    run_json(capsys, ["generate", "binary", corpus, "--n-samples", "3000",
+                      "--n-components", "6", "--n-features", "40"])
+    model = str(tmp_path / "model.h5")
+    fit = run_json(capsys, ["fit", corpus, "--rank", "6", "--algorithm", "purification",
+                            "--init", "warm:0.1", "--n-stages", "5", "--out", model])
+    assert fit["n_stages"] == 5
+    loaded = streamnmf.load(model)
+    assert isinstance(loaded, streamnmf.Purification) and loaded.n_iter == 5
+    assert np.isfinite(run_json(capsys, ["evaluate", model, corpus])["ln_error"])
+
+
 def test_demo_quick(capsys):
     out = run_json(capsys, ["demo", "--quick"])
     assert out["ln_error"] < -50
