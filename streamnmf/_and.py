@@ -135,6 +135,10 @@ class AND(StreamingNMFBase):
         ``<checkpoint>.prev``.
     checkpoint_every : float or int, default=60.0
         A float: seconds between checkpoints within a stage; an int: samples.
+    client : dask.distributed.Client or None, default=None
+        Fit the full-batch updates (``"stagewise"``, ``"gd"``) on a Dask cluster: every stage
+        is one map-reduce over the row blocks (see ``streamnmf._dask``). A dask array passed
+        to ``fit`` uses Dask too (with the current scheduler when ``client`` is None).
 
     Attributes
     ----------
@@ -162,7 +166,7 @@ class AND(StreamingNMFBase):
                  n_stages=200, stage_length=None, n_inner=50, learning_rate=None,
                  batch_size=1, init="spa", tol=None, n_iter_no_change=10,
                  random_state=None, callback=None, verbose=0, checkpoint=None,
-                 checkpoint_every=60.0):
+                 checkpoint_every=60.0, client=None):
         self.n_components = n_components
         self.update = update
         self.thresholds = thresholds
@@ -179,6 +183,7 @@ class AND(StreamingNMFBase):
         self.verbose = verbose
         self.checkpoint = checkpoint
         self.checkpoint_every = checkpoint_every
+        self.client = client
 
     def _validate_algorithm_params(self):
         if self.update not in UPDATES:

@@ -392,7 +392,7 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
     # -- checkpoints ----------------------------------------------------------------------------
     #: parameters that may differ between the run that wrote a checkpoint and the one resuming
     _RESUME_FREE = ("n_stages", "n_iter", "tol", "n_iter_no_change", "callback", "verbose",
-                    "checkpoint", "checkpoint_every", "init")
+                    "checkpoint", "checkpoint_every", "init", "client")
 
     def _periodic_checkpoint(self):
         if self.checkpoint is None:
