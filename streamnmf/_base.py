@@ -272,7 +272,12 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
             raise ValueError("Found array with 0 sample(s) while a minimum of 1 is required.")
         if resume and self.checkpoint is None:
             raise ValueError("resume=True needs the checkpoint parameter: a file path.")
-        first = next(iter(source.blocks()))
+        blocks = source.blocks()
+        try:  # the first block seeds a data-driven init; copied: a source may reuse buffers
+            first = next(iter(blocks)).copy()
+        finally:
+            if hasattr(blocks, "close"):
+                blocks.close()  # stops a read-ahead thread at once
         self._start(first, source.n_features, source.dtype, source.n_samples)
         del first
         # What fixes the order of the samples: a resumed fit must read them the same way.
