@@ -105,9 +105,10 @@ class AND(StreamingNMFBase):
         Gradient steps per stage for ``update="gd"`` (the paper's ``T``: 50, 100 with noise).
     learning_rate : float or None, default=None
         ``"gd"``: step on the mean statistics (None: ``1 / lambda_max(S_zz / N)``). ``"sgd"``:
-        per-sample step ``eta`` (None: ``0.1 / mean ||z||^2`` on the first block; a step of
-        ``1 / ||z||^2`` would fit each sample exactly, a tenth of it averages the sample noise:
-        on DIR, ln error -20 after 20 passes where 0.5 stalls near -2.5).
+        per-sample step ``eta`` (None: ``0.1 / mean ||z||^2`` over the first block's samples
+        with a non-zero code; a step of ``1 / ||z||^2`` would fit each sample exactly, a
+        tenth of it averages the sample noise: on DIR, ln error -20 after 20 passes where 0.5
+        stalls near -2.5).
     batch_size : int, default=1
         ``"sgd"`` only: samples whose rank-one terms are averaged into one update.
     init : {"spa", "random"} or ndarray of shape (n_components, n_features), default="spa"

@@ -57,9 +57,12 @@ def spa_init(Y, n_components, rng):
 
     The AND paper suggests initialising with data points that contain one major feature. SPA
     picks them greedily: the sample with the largest norm (after scaling every sample to unit
-    l1 norm), then the largest after projecting out the picked ones, and so on; under
-    separability these are the purest samples. Rows SPA cannot fill (fewer samples or a
-    smaller rank than ``n_components``) are random convex combinations of samples.
+    l1 norm), then the one with the largest norm after projecting out the picked ones, and so
+    on; under separability these are the purest samples. The projections are kept implicit
+    (an orthonormal basis of the picked rows and the squared projections of every row on it),
+    so a CSR block stays sparse: the cost is O(n_components * nnz + n_components^2 *
+    n_features). Rows SPA cannot fill (fewer samples or a smaller rank than
+    ``n_components``) are random convex combinations of samples.
 
     Parameters
     ----------
@@ -71,30 +74,46 @@ def spa_init(Y, n_components, rng):
     -------
     C0 : ndarray of shape (n_components, n_features), float64
     """
-    Yd = np.asarray(Y.toarray() if sp.issparse(Y) else Y, dtype=np.float64)
-    l1 = np.abs(Yd).sum(axis=1)
-    usable = l1 > 0
-    R = Yd[usable] / l1[usable, None]
-    rows = np.flatnonzero(usable)
+    sparse = sp.issparse(Y)
+    Y = sp.csr_matrix(Y, dtype=np.float64) if sparse else np.asarray(Y, dtype=np.float64)
+    n_samples, n_features = Y.shape
+    l1 = np.asarray(abs(Y).sum(axis=1)).ravel()
+    scale = np.divide(1.0, l1, out=np.zeros_like(l1), where=l1 > 0)
+    R = sp.diags(scale) @ Y if sparse else Y * scale[:, None]
+    norms = np.asarray(R.multiply(R).sum(axis=1)).ravel() if sparse else np.einsum(
+        "ij,ij->i", R, R)
+    projected = np.zeros(n_samples)  # squared norm of every row's part in the picked span
+    basis = np.zeros((0, n_features))
     picked = []
-    norms = np.einsum("ij,ij->i", R, R)
-    scale = norms.max() if norms.size else 0.0
-    while len(picked) < n_components and norms.size and norms.max() > 1e-12 * scale:
-        j = int(np.argmax(norms))
-        picked.append(rows[j])
-        u = R[j] / np.sqrt(norms[j])
-        R -= np.outer(R @ u, u)
-        norms = np.einsum("ij,ij->i", R, R)
-    C0 = np.empty((n_components, Yd.shape[1]))
-    C0[: len(picked)] = Yd[picked]
+    top = norms.max() if n_samples else 0.0
+    while len(picked) < n_components:
+        residual = norms - projected
+        residual[picked] = -np.inf
+        j = int(np.argmax(residual)) if n_samples else 0
+        if not n_samples or residual[j] <= 1e-12 * top:
+            break
+        v = (R[j].toarray().ravel() if sparse else R[j].copy())
+        for _ in range(2):  # Gram-Schmidt twice: orthogonal to round-off
+            v -= basis.T @ (basis @ v)
+        length = np.linalg.norm(v)
+        if length <= 1e-9 * np.sqrt(norms[j]):
+            break
+        u = v / length
+        basis = np.vstack([basis, u])
+        projected += np.square(R @ u)
+        picked.append(j)
+    C0 = np.empty((n_components, n_features))
+    for i, j in enumerate(picked):
+        C0[i] = Y[j].toarray().ravel() if sparse else Y[j]
     missing = n_components - len(picked)
     if missing:
-        if Yd.shape[0] == 0 or not usable.any():
-            C0[len(picked):] = rng.uniform(0.0, 1.0, (missing, Yd.shape[1]))
+        if n_samples == 0 or not (l1 > 0).any():
+            C0[len(picked):] = rng.uniform(0.0, 1.0, (missing, n_features))
         else:
-            weights = rng.dirichlet(np.ones(Yd.shape[0]), size=missing)
-            C0[len(picked):] = weights @ Yd + 1e-3 * rng.standard_normal(
-                (missing, Yd.shape[1])) * (np.abs(Yd).mean() + 1e-12)
+            weights = rng.dirichlet(np.ones(n_samples), size=missing)
+            mean_abs = float(abs(Y).sum()) / (n_samples * n_features)
+            C0[len(picked):] = np.asarray(weights @ Y) + 1e-3 * rng.standard_normal(
+                (missing, n_features)) * (mean_abs + 1e-12)
     return C0
 
 
@@ -364,7 +383,8 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
             t0 = time.perf_counter()
             stop = self.callback(self, row) is True
             loop.seconds -= time.perf_counter() - t0  # time spent evaluating is not fitting
-        if row["change"] <= self._tol(loop.dtype):
+        # a stage that decoded nothing leaves the matrix as it was: that is not convergence
+        if row["change"] <= self._tol(loop.dtype) and row["density"] > 0:
             stop = True
         self._early_stopped |= stop
         if row["change"] < self._best_change:

@@ -16,8 +16,22 @@ import time
 import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
+from threadpoolctl import ThreadpoolController
 
 from . import _kernels as K
+
+#: The stage-end work (pseudo-inverse, solve, objective) is small dense LAPACK on
+#: (n_components x n_features) matrices: a second BLAS thread gains nothing there and, on a
+#: busy machine, its spinning made these calls up to 100x slower (bench/speed.py). They run
+#: single-threaded; the big per-block products keep all threads. Entering the limit costs
+#: about 10 us with a controller built once.
+_BLAS = ThreadpoolController()
+
+
+def single_threaded_blas():
+    """Context manager limiting BLAS to one thread."""
+    return _BLAS.limit(limits=1, user_api="blas")
+
 
 #: default per-sample step of "sgd", relative to 1 / mean ||z||^2 of the first block
 SGD_STEP = 0.1
@@ -222,7 +236,8 @@ class StageLoop:
     stage_length : int or None
         Samples per stage; None: the caller ends stages with :meth:`end_stage`.
     sgd_eta : float or None
-        Per-sample step for per-sample rules; None: ``SGD_STEP / mean ||z||^2`` of the first block.
+        Per-sample step for per-sample rules; None: ``SGD_STEP / mean ||z||^2`` over the
+        samples of the first block that decode to a non-zero code.
     batch_size : int
         Samples averaged per update in per-sample rules.
     """
@@ -247,7 +262,8 @@ class StageLoop:
     def _begin_stage(self):
         n_components, n_features = self.C.shape
         self.C_start = self.C.copy()
-        self.D = np.ascontiguousarray(self.rule.decoding_matrix(self.C))
+        with single_threaded_blas():
+            self.D = np.ascontiguousarray(self.rule.decoding_matrix(self.C))
         self.alpha = float(self.schedule.alpha(self.stage))
         self.stats = StageStats(n_components, n_features, self.rule.needs_sum_y)
         if self.rule.per_sample:
@@ -273,8 +289,10 @@ class StageLoop:
                 self._batch[0] = 0.0
             objective = self._batch[1] / stats.count
         else:
-            C_new = self.rule.end_stage(self.C, stats)
-            objective = stats.squared_error(C_new) if np.all(np.isfinite(C_new)) else np.nan
+            with single_threaded_blas():
+                C_new = self.rule.end_stage(self.C, stats)
+                finite = np.all(np.isfinite(C_new))
+                objective = stats.squared_error(C_new) if finite else np.nan
             self.C = np.ascontiguousarray(C_new, dtype=self.dtype)
         if not np.all(np.isfinite(self.C)):
             # Divergence (a step size too large, overflow in float32): keep the last good
@@ -416,7 +434,10 @@ class StageLoop:
         if not per_sample:
             return
         if self.sgd_eta is None:
-            mean_sq = float(np.einsum("ij,ij->", Z, Z, dtype=np.float64)) / max(Y.shape[0], 1)
+            # mean over the samples that decoded to something: a first block whose codes are
+            # almost all cut would otherwise give a huge step (measured: 48 and divergence)
+            coded = np.count_nonzero(np.diff(z_indptr))
+            mean_sq = float(np.einsum("ij,ij->", Z, Z, dtype=np.float64)) / max(coded, 1)
             self.sgd_eta = SGD_STEP / mean_sq if mean_sq > 0 else None
             if self.sgd_eta is None:
                 return  # nothing decoded yet: no update to make, no scale to learn from

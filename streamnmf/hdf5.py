@@ -31,16 +31,14 @@ import scipy.sparse as sp
 
 from .sources import (
     _BLOCK_BYTES, FLOAT_DTYPES, RING_BUFFERS, Source, _check_block_rows, _check_finite,
-    _check_position, _check_seed, block_order, default_block_rows, pass_ranges, prefetch_blocks,
+    _check_position, _check_seed, block_order, default_block_rows, default_csr_block_rows,
+    pass_ranges, prefetch_blocks,
 )
 
 __all__ = ["HDF5Source", "DatasetNotFoundError", "split_path_spec"]
 
 #: name read when a path names no dataset
 DEFAULT_DATASET = "data"
-
-#: CSR blocks are capped in rows: the decoder's dense codes grow with the block height
-_MAX_CSR_BLOCK_ROWS = 16384
 
 _INT32_MAX = np.iinfo(np.int32).max
 
@@ -407,9 +405,8 @@ class HDF5Source(Source):
                 rows = max(chunk, rows - rows % chunk)
             return int(rows)
         index_bytes = 4 if layout.n_features <= _INT32_MAX else 8
-        bytes_per_row = layout.nnz / max(layout.n_samples, 1) * (
-            self.dtype.itemsize + index_bytes) + index_bytes
-        return int(min(_MAX_CSR_BLOCK_ROWS, max(64, _BLOCK_BYTES // max(bytes_per_row, 1))))
+        return default_csr_block_rows(layout.n_samples, layout.nnz, self.dtype.itemsize,
+                                      index_bytes)
 
     def _index_dtype(self, nnz):
         # int32 when it fits: scipy would otherwise copy int64 arrays down to int32. Block

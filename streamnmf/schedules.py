@@ -163,7 +163,9 @@ class Adaptive(ThresholdSchedule):
 
     def observe(self, stage, alpha, *, change, code_scale, decoding_error):
         if not (np.isfinite(change) and np.isfinite(code_scale)) or code_scale <= 0:
-            return  # nothing decoded this stage: keep the threshold
+            # nothing decoded this stage: the threshold is above every decoded value
+            self._next = alpha / self.max_decay
+            return
         target = self.kappa * max(decoding_error, change * code_scale)
         new = min(alpha, max(target, alpha / self.max_decay))
         self._next = max(new, self.floor * code_scale)

@@ -52,6 +52,16 @@ RING_BUFFERS = 3
 _PREFETCH_JOIN_SECONDS = 5.0
 
 
+#: most rows of a CSR block: the decoder's dense codes (rows x n_components) stay small
+MAX_CSR_BLOCK_ROWS = 16384
+
+
+def default_csr_block_rows(n_samples, nnz, itemsize=8, index_itemsize=4):
+    """Rows per CSR block so that a block stores about 16 MiB of values and indices."""
+    bytes_per_row = nnz / max(n_samples, 1) * (itemsize + index_itemsize) + index_itemsize
+    return int(min(MAX_CSR_BLOCK_ROWS, max(64, _BLOCK_BYTES // max(bytes_per_row, 1))))
+
+
 def default_block_rows(n_features, itemsize=8):
     """Rows per block so that a dense block holds about 16 MiB."""
     return int(max(64, _BLOCK_BYTES // max(1, n_features * itemsize)))
@@ -219,8 +229,12 @@ class ArraySource(Source):
         self.X = X
         self.n_samples, self.n_features = X.shape
         self.dtype = X.dtype
-        self.block_rows = _check_block_rows(block_rows) or default_block_rows(
-            self.n_features, X.dtype.itemsize)
+        if sp.issparse(X):  # sized by stored values, as HDF5Source does, not by width
+            default = default_csr_block_rows(self.n_samples, X.nnz, X.dtype.itemsize,
+                                             X.indices.dtype.itemsize)
+        else:
+            default = default_block_rows(self.n_features, X.dtype.itemsize)
+        self.block_rows = _check_block_rows(block_rows) or default
         self.shuffle = bool(shuffle)
         self.random_state = random_state
         self.seed = _check_seed(random_state) if self.shuffle else None

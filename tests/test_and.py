@@ -5,7 +5,7 @@ import pytest
 import scipy.sparse as sp
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from streamnmf import AND
+from streamnmf import AND, schedules
 from streamnmf._engine import DivergenceError
 from streamnmf.datasets import make_dataset, make_init
 from streamnmf.metrics import log_total_correlation_error
@@ -148,6 +148,14 @@ def test_history_and_early_stop():
     assert np.all(np.diff(est.history_["seconds"]) >= 0)
     # the objective comes from the statistics by a difference: its floor is eps * ||y||^2
     assert est.history_["objective"][-1] < 1e-10 * est.history_["objective"][0]
+
+
+def test_a_stage_that_decodes_nothing_is_not_convergence():
+    data, truth, init = small_problem()
+    est = AND(6, init=init, thresholds=schedules.Adaptive(alpha0=100.0), n_stages=40).fit(data)
+    assert est.history_["density"][0] == 0  # nothing passes a threshold of 100
+    assert est.n_stages_ > 5 and est.history_["alpha"][1] < 100
+    assert log_total_correlation_error(est.components_, truth) < -10
 
 
 def test_callback_can_stop():
