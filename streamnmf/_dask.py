@@ -5,27 +5,30 @@ dask array. A stage of ``update="stagewise"`` or ``"gd"`` (a rule with ``per_sam
 fixes the decoding matrix ``D`` and the threshold ``alpha``; the blocks are independent given
 those two, so a stage is
 
-* **broadcast** ``D`` (n_features x n_components) and ``alpha`` once: ``client.scatter(D,
-  broadcast=True)`` with a client, one graph key without;
-* **map** every row block to its :class:`~streamnmf._engine.StageStats` (``block_stats``: decode,
-  then ``S_zy = Z^T Y``, ``S_zz = Z^T Z`` and a few vectors) on the workers, with single-threaded
-  BLAS (one BLAS thread per Dask thread: the parallelism is Dask's);
-* **reduce** the statistics pairwise in a binary tree (``ceil(log2(blocks))`` levels), in the
-  fixed order of the blocks, so the sum does not depend on which worker ran what: the result of
-  a fit is the same, bit for bit, whatever the cluster size;
+* **broadcast** ``D`` (n_features x n_components) once: one key of the stage's graph, sent to
+  the first worker that needs it and copied worker to worker from there (``alpha`` is a float
+  in the tasks);
+* **map** the row blocks to their :class:`~streamnmf._engine.StageStats` (decode, then
+  ``S_zy = Z^T Y``, ``S_zz = Z^T Z`` and a few vectors; ``_engine.block_stats`` for one block)
+  on the workers, with single-threaded BLAS (the parallelism is Dask's); consecutive blocks
+  are grouped into tasks of about 64 MiB (``_groups``: fewer tasks, less scheduling);
+* **reduce** the statistics pairwise in a binary tree (``ceil(log2(tasks))`` levels), in the
+  fixed order of the blocks, so the sum does not depend on which worker ran what: a fit gives
+  the same components, bit for bit, on any number of workers;
 * bring the one reduced ``StageStats`` to the client, where the stage loop solves for the next
-  components (``n_components^2 n_features`` flops) and runs the listeners (early stop,
-  callback, checkpoint) exactly as in the single-process fit.
+  components and the next ``D`` (``O(n_components^2 n_features)``) and runs the listeners
+  (early stop, callback, checkpoint) exactly as in the single-process fit.
 
 Exactness: the statistics are the same sums as in the single-process fit, grouped differently,
-so the components agree to round-off (about 1e-13 relative after a few stages on float64
+so the components agree to round-off (about 1e-14 relative after a few stages on float64
 data; the tests require 1e-10), not bit for bit.
 
 Fault tolerance: a map task is a pure function of (block, ``D``, ``alpha``) and a merge task a
 pure function of its inputs (it copies, never mutates), so a worker lost mid-stage only makes
-Dask recompute the lost tasks; the reduction only ever sees the statistics of complete blocks.
-Tasks are submitted with ``retries``; if scattered data (``D``, in-memory blocks) is lost with
-every replica, the client scatters it again and reruns the stage (``STAGE_ATTEMPTS``).
+Dask recompute the lost tasks (``D`` too: it is a graph key, not scattered data); the reduction
+only ever sees the statistics of complete blocks. Tasks are submitted with ``retries``; if
+scattered in-memory blocks are lost with their worker, the client scatters them again and
+reruns the stage (``STAGE_ATTEMPTS``).
 
 Inputs: an HDF5 file (a path, ``(path, name)``, an h5py object or an
 :class:`~streamnmf.hdf5.HDF5Source`): the workers open the file themselves, by path, and read
@@ -43,7 +46,6 @@ import uuid
 from collections import OrderedDict
 
 import numpy as np
-import scipy.sparse as sp
 
 from . import _engine
 from .sources import (
@@ -57,11 +59,15 @@ INSTALL_HINT = "pip install 'streamnmf[dask]'"
 #: retries of a failed task (an exception raised in it, e.g. a transient read error)
 RETRIES = 2
 
-#: attempts of a stage whose scattered inputs were lost with all their replicas
+#: attempts of a stage whose scattered blocks were lost with their worker (or whose tasks
+#: killed too many workers, ``KilledWorker``)
 STAGE_ATTEMPTS = 3
 
-#: most map tasks of one stage: beyond, consecutive blocks are grouped into one task (16 MiB
-#: blocks: a 1-TB pass is 60k blocks, 8192 tasks of 8 blocks)
+#: grouping of consecutive blocks into map tasks (see ``_groups``): about this many bytes a
+#: task, at least ``MIN_MAP_TASKS`` and at most ``MAX_MAP_TASKS`` tasks a stage (16 MiB blocks:
+#: a 1.6 GB pass is 32 tasks of 3 blocks, a 1-TB pass 60k blocks in 7.6k tasks of 8)
+TASK_BYTES = 64 << 20
+MIN_MAP_TASKS = 32
 MAX_MAP_TASKS = 8192
 
 #: sources opened on a worker, by fit token; the oldest is closed beyond this many
@@ -191,41 +197,12 @@ def _accumulate(blocks, D, alpha, kind, with_sum_y):
     return stats
 
 
-_BUFFERS = threading.local()
-
-
-def _read_rows(source, token, ranges):
-    """Yield the blocks of ``ranges`` (each inside one aligned block of the source).
-
-    An HDF5Source reads into one buffer per worker thread, reused across tasks: the nanny's
-    ``MALLOC_TRIM_THRESHOLD_=65536`` hands every freed large array back to the OS, so a new
-    16 MiB array per block costs ~4000 page faults and doubled the task time (measured). A
-    block is a view of the buffer, valid until the thread reads the next one: each is decoded
-    and accumulated before that. Other sources: ``read`` (a new array per block).
-    """
-    read_into = getattr(source, "_read_into", None)
-    new_buffers = getattr(source, "_new_buffers", None)
-    if read_into is None or new_buffers is None:
-        for row_start, row_stop in ranges:
-            yield source.read(row_start, row_stop)
-        return
-    source._ensure_open()
-    buffers = getattr(_BUFFERS, "by_token", None)
-    if buffers is None:
-        buffers = _BUFFERS.by_token = {}
-    buffer = buffers.get(token)
-    if buffer is None:
-        buffers.clear()  # one fit at a time per thread: drop the buffers of earlier fits
-        buffer = buffers[token] = new_buffers(source._buffer_rows, source._max_block_nnz)
-    for row_start, row_stop in ranges:
-        yield read_into(buffer, row_start, row_stop)
-
-
 def _read_stats(source, token, ranges, D, alpha, kind, with_sum_y):
     """Map task of a random-access source: read the row ranges ``[(start, stop), ...]``."""
     _tune_malloc()
     source = _worker_source(token, source)
-    return _accumulate(_read_rows(source, token, ranges), D, alpha, kind, with_sum_y)
+    blocks = (source.read(row_start, row_stop) for row_start, row_stop in ranges)
+    return _accumulate(blocks, D, alpha, kind, with_sum_y)
 
 
 def _slice_stats(blocks, slices, n_features, dtype, D, alpha, kind, with_sum_y, check):
@@ -262,6 +239,7 @@ class _RandomAccess:
         self.dtype = np.dtype(source.dtype)
         self.block_rows = int(source.block_rows)
         self.seed = getattr(source, "seed", None) if getattr(source, "shuffle", False) else None
+        self.row_bytes = self.n_features * self.dtype.itemsize
         self.token = f"streamnmf-source-{uuid.uuid4().hex}"
 
     def pass_ranges(self, epoch, start):
@@ -285,7 +263,6 @@ class _RandomAccess:
             self.source, self.token, ranges, D_ref, alpha, kind, with_sum_y, dask_key_name=key,
         )
 
-
     def release(self):
         pass
 
@@ -300,6 +277,7 @@ class _InMemory:
         self.dtype = np.dtype(source.dtype)
         self.block_rows = int(source.block_rows)
         self.seed = source.seed if source.shuffle else None
+        self.row_bytes = self.n_features * self.dtype.itemsize
         self.futures = None
 
     def pass_ranges(self, epoch, start):
@@ -340,7 +318,6 @@ class _InMemory:
             dask_key_name=key,
         )
 
-
     def release(self):
         self.futures = None
 
@@ -378,6 +355,7 @@ class _DaskArray:
         # (the init) and the checkpoint's record of the read order are the same
         self.block_rows = default_block_rows(self.n_features, dtype.itemsize)
         self.seed = None
+        self.row_bytes = 0  # one task per chunk: the user chose the chunks
         self.chunks = None
 
     def pass_ranges(self, epoch, start):
@@ -409,7 +387,6 @@ class _DaskArray:
             blocks, slices, self.n_features, self.dtype, D_ref, alpha, kind, with_sum_y, True,
             dask_key_name=key,
         )
-
 
     def release(self):
         self.chunks = None
@@ -471,7 +448,7 @@ class _Runner:
                 parts = [
                     inp.leaf(self, group, D_ref, alpha, kind, with_sum_y,
                              key=f"streamnmf-stats-{token}-{i}")
-                    for i, group in enumerate(_groups(ranges))
+                    for i, group in enumerate(_groups(ranges, inp.row_bytes))
                 ]
                 level = 0
                 while len(parts) > 1:  # pairwise, in block order: a fixed summation tree
@@ -499,14 +476,28 @@ class _Runner:
         raise AssertionError("unreachable")
 
 
-def _groups(ranges, max_tasks=None):
-    """Consecutive ranges per map task: one each, or as few as keep at most ``max_tasks``
-    tasks (the scheduler's cost grows with the task count, ~0.2-1 ms a task). The grouping
-    depends only on the stage's ranges, never on the cluster, so the summation order (and the
-    result, bit for bit) is the same on any number of workers."""
-    max_tasks = MAX_MAP_TASKS if max_tasks is None else max_tasks
-    size = max(1, -(-len(ranges) // max_tasks))
-    return [ranges[i:i + size] for i in range(0, len(ranges), size)]
+def _groups(ranges, row_bytes=0):
+    """Consecutive ranges per map task.
+
+    A task costs the scheduler and the worker a few ms besides its compute (measured here:
+    ~3 ms of client CPU and ~3 ms of worker CPU per task, against ~35 ms to decode a 16 MiB
+    block), so blocks are grouped up to ``TASK_BYTES`` a task, but never below
+    ``MIN_MAP_TASKS`` tasks a stage (work to balance over the workers) nor above
+    ``MAX_MAP_TASKS``. The grouping depends only on the stage's ranges, never on the cluster,
+    so the summation order (and the result, bit for bit) is the same on any number of workers.
+
+    Parameters
+    ----------
+    ranges : list of (row_start, row_stop)
+    row_bytes : int
+        Bytes of a dense row (an upper bound for CSR rows); 0: one range per task.
+    """
+    n = len(ranges)
+    rows = max((hi - lo for lo, hi in ranges), default=1)
+    size = max(1, TASK_BYTES // max(rows * row_bytes, 1)) if row_bytes else 1
+    size = min(size, max(1, n // MIN_MAP_TASKS))
+    size = max(size, -(-n // MAX_MAP_TASKS))
+    return [ranges[i:i + size] for i in range(0, n, size)]
 
 
 def _lost_errors():

@@ -1,0 +1,304 @@
+"""Dask backend scaling: seconds per stagewise pass over an HDF5 file, 1 and 2 workers.
+
+Configurations, all fitting the same file from the same start with ``update="stagewise"``
+(one pass per stage), ``tol=0`` and no early stop, so every configuration runs the same
+stages on the same data:
+
+* ``single``: the single-process backend (no Dask), BLAS with its default threads;
+* ``single-1t``: the same with BLAS limited to one thread (threadpoolctl): the fair reference
+  for one single-threaded Dask worker, so that "Dask overhead" is not confused with "one
+  thread instead of two";
+* ``dask-1``: ``LocalCluster(n_workers=1, threads_per_worker=1, processes=True)``;
+* ``dask-2``: the same with 2 worker processes.
+
+The seconds of a pass are the differences of ``history_["seconds"]`` (map-reduce wall time plus
+the client's solve; callbacks excluded); the first stage of every fit is dropped (file opened
+on the workers, first reads). Configurations are run round-robin (``--rounds`` rounds of
+``--stages`` stages each) so that a burst of load on this shared machine hits them alike; the
+load average is recorded before and after every fit. Reported: median seconds per pass,
+speedup ``dask-1 / dask-2`` (target >= 1.7 on 2 idle cores) and the overhead ``dask-1 /
+single-1t``; also the largest relative difference of the components against ``single``.
+
+The data file is generated once (``write_hdf5``, "dir" data, dense float64, rows chunked) and
+reused: full 200000 x 1000 (1.6 GB, 96 blocks; n_components 100), quick 59040 x 400
+(189 MB, 12 blocks; 40).
+
+Usage: ``python bench/dask_scaling.py [--quick] [--data PATH] [--out bench/results]``
+"""
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import _common  # noqa: E402
+
+SIZES = {
+    "full": dict(n_samples=200_000, n_features=1000, n_components=100, stages=4, rounds=2),
+    "quick": dict(n_samples=59_040, n_features=400, n_components=40, stages=4, rounds=2),
+}
+CONFIGS = ("single", "single-1t", "dask-1", "dask-2")
+
+
+def ensure_data(path, n_samples, n_features, n_components):
+    """The benchmark file: reused when it has the requested shape, else (re)generated."""
+    import h5py
+
+    from streamnmf.datasets import write_hdf5
+
+    if os.path.exists(path):
+        try:
+            with h5py.File(path, "r") as f:
+                if f["data"].shape == (n_samples, n_features) and \
+                        f["components"].shape[0] == n_components:
+                    return 0.0
+        except (OSError, KeyError):
+            pass
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    write_hdf5(path, "dir", n_samples, n_components, n_features, random_state=0,
+               overwrite=True)
+    return time.perf_counter() - t0
+
+
+MAP_REDUCE_SECONDS = []
+
+
+def _timed_run():
+    """Wrap the Dask backend's stage map-reduce to record its wall seconds (without the
+    client's solve and decoding-matrix update, which both backends share)."""
+    from streamnmf import _dask
+
+    inner = _dask._Runner.run
+
+    def run(self, *args, **kwargs):
+        t0 = time.perf_counter()
+        try:
+            return inner(self, *args, **kwargs)
+        finally:
+            MAP_REDUCE_SECONDS.append(time.perf_counter() - t0)
+
+    _dask._Runner.run = run
+
+
+def fit_seconds(make, source, n_stages, start, worker_pids=()):
+    """Per-pass seconds (first stage dropped), the map-reduce part of them (Dask), the CPU
+    seconds per pass of this process (client, scheduler, nannies) and of every worker, the
+    components and the load average before/after."""
+    import psutil
+
+    from streamnmf import AND
+
+    procs = [psutil.Process()] + [psutil.Process(pid) for pid in worker_pids]
+
+    def cpu():
+        return [sum(p.cpu_times()[:2]) for p in procs]  # user + system, all threads
+
+    marks = []
+
+    def callback(est, row):
+        marks.append(cpu())
+
+    load0 = os.getloadavg()
+    est = AND(start.shape[0], update="stagewise", init=start, n_stages=n_stages, tol=0,
+              n_iter_no_change=None, callback=callback, **make())
+    del MAP_REDUCE_SECONDS[:]
+    est.fit(source)
+    seconds = np.diff(np.r_[0.0, est.history_["seconds"]])[1:]
+    cpu_per_pass = np.diff(np.asarray(marks), axis=0)  # (stages - 1, 1 + workers)
+    return dict(seconds=seconds.tolist(), map_reduce=MAP_REDUCE_SECONDS[1:],
+                client_cpu=cpu_per_pass[:, 0].tolist(),
+                worker_cpu=cpu_per_pass[:, 1:].tolist(),
+                components=est.components_, load=[load0, os.getloadavg()])
+
+
+def _autogroup():
+    """Whether the kernel shares CPU fairly between sessions (autogroups) rather than
+    processes: then a session's extra worker processes get no extra CPU on a busy machine."""
+    try:
+        with open("/proc/sys/kernel/sched_autogroup_enabled") as f:
+            return f.read().strip() == "1"
+    except OSError:
+        return None
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a small file and few stages")
+    parser.add_argument("--data", default=None,
+                        help="HDF5 file to use or create (default: in the temp directory)")
+    parser.add_argument("--stages", type=int, default=None, help="stages per fit")
+    parser.add_argument("--rounds", type=int, default=None, help="round-robin rounds")
+    parser.add_argument("--out", default=str(_common.RESULTS))
+    args = parser.parse_args(argv)
+    size_name = "quick" if args.quick else "full"
+    size = dict(SIZES[size_name])
+    stages = args.stages or size["stages"]
+    rounds = args.rounds or size["rounds"]
+    n, m, k = size["n_samples"], size["n_features"], size["n_components"]
+    path = args.data or os.path.join(tempfile.gettempdir(), "streamnmf-bench",
+                                     f"dask_scaling-{n}x{m}.h5")
+
+    from dask.distributed import Client, LocalCluster
+    from threadpoolctl import threadpool_limits
+
+    import h5py
+
+    from streamnmf import AND, HDF5Source
+    from streamnmf.datasets import make_init
+
+    _timed_run()
+    for name in ("distributed", "distributed.scheduler", "distributed.nanny", "distributed.core"):
+        logging.getLogger(name).setLevel(logging.ERROR)  # closing clusters logs at INFO
+    machine = _common.machine_info()
+    generate_seconds = ensure_data(path, n, m, k)
+    with h5py.File(path, "r") as f:
+        truth = f["components"][()]
+    start = make_init(truth, in_span=0.5, random_state=1)
+    source = HDF5Source(path)
+    n_blocks = -(-n // source.block_rows)
+    print(f"data {path}: {n} x {m} float64 ({n * m * 8 / 2**30:.2f} GiB), {k} components, "
+          f"{n_blocks} blocks of {source.block_rows} rows; generated in {generate_seconds:.1f} s"
+          if generate_seconds else f"data {path}: reused ({n} x {m}, {n_blocks} blocks)",
+          flush=True)
+
+    # warm the page cache and numba's kernels in this process
+    AND(k, init=start, n_stages=1).fit(source)
+
+    clusters = {}
+    try:
+        for workers in (1, 2):
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                   dashboard_address=":0", silence_logs=logging.ERROR)
+            client = Client(cluster)
+            clusters[workers] = (cluster, client)
+            # warm-up: import streamnmf and load the kernels in every worker
+            AND(k, init=start, n_stages=1, client=client).fit(source)
+        blas_threads = clusters[1][1].run(
+            lambda: [lib["num_threads"] for lib in __import__("threadpoolctl").threadpool_info()
+                     if lib["user_api"] == "blas"])
+
+        def make_single():
+            return {}
+
+        runs = {name: dict(seconds=[], map_reduce_seconds=[], client_cpu=[], worker_cpu=[],
+                           load=[]) for name in CONFIGS}
+        components = {}
+        for r in range(rounds):
+            for name in CONFIGS:
+                if name.startswith("single"):
+                    kwargs, pids = {}, ()
+                else:
+                    client = clusters[int(name[-1])][1]
+                    kwargs, pids = dict(client=client), sorted(client.run(os.getpid).values())
+                if name == "single-1t":
+                    with threadpool_limits(1, user_api="blas"):
+                        res = fit_seconds(lambda: kwargs, source, stages + 1, start, pids)
+                else:
+                    res = fit_seconds(lambda: kwargs, source, stages + 1, start, pids)
+                run = runs[name]
+                run["seconds"] += res["seconds"]
+                run["map_reduce_seconds"] += res["map_reduce"]
+                run["client_cpu"] += res["client_cpu"]
+                run["worker_cpu"] += res["worker_cpu"]
+                run["load"].append(res["load"])
+                components.setdefault(name, res["components"])
+                load = res["load"]
+                print(f"  round {r}  {name:9s} " + " ".join(f"{s:6.2f}" for s in res["seconds"])
+                      + (f"   (map-reduce {np.median(res['map_reduce']):.2f})"
+                         if res["map_reduce"] else "")
+                      + f"   cpu client {np.median(res['client_cpu']):.2f}"
+                      + (" workers " + " ".join(
+                          f"{v:.2f}" for v in np.median(res["worker_cpu"], axis=0))
+                         if pids else "")
+                      + f"   load {load[0][0]:.1f} -> {load[1][0]:.1f}", flush=True)
+    finally:
+        for cluster, client in clusters.values():
+            client.close()
+            cluster.close()
+
+    med = {name: _common.summary(runs[name]["seconds"]) for name in CONFIGS}
+    speedup = med["dask-1"]["median"] / med["dask-2"]["median"]
+    overhead_1t = med["dask-1"]["median"] / med["single-1t"]["median"]
+    overhead = med["dask-1"]["median"] / med["single"]["median"]
+    vs_single = med["single"]["median"] / med["dask-2"]["median"]
+    # CPU model of an idle machine: the client's CPU (scheduler, solve) is serial with the
+    # map phase, the workers run in parallel: pass = client + slowest worker
+    projected = {}
+    for name in CONFIGS:
+        client_cpu = float(np.median(runs[name]["client_cpu"]))
+        workers = np.asarray(runs[name]["worker_cpu"])
+        slowest = float(np.median(workers.max(axis=1))) if workers.size else 0.0
+        projected[name] = dict(client_cpu=client_cpu, slowest_worker_cpu=slowest,
+                               worker_cpu_total=float(np.median(workers.sum(axis=1)))
+                               if workers.size else 0.0,
+                               pass_seconds=client_cpu + slowest)
+    ref = components["single"]
+    differences = {name: float(np.abs(c - ref).max() / np.abs(ref).max())
+                   for name, c in components.items()}
+    stats_bytes = (k * m + k * k + 2 * k + m) * 8
+    traffic = dict(
+        broadcast_D_bytes=m * k * 8, stats_bytes_per_block=stats_bytes, blocks=n_blocks,
+        reduction_depth=int(np.ceil(np.log2(max(n_blocks, 1)))),
+        stats_bytes_per_pass=stats_bytes * n_blocks, data_bytes_per_pass=n * m * 8,
+        flops_per_pass=4.0 * n * m * k,
+    )
+    mr = {name: _common.summary(runs[name]["map_reduce_seconds"])["median"]
+          for name in CONFIGS}
+    rows = [dict(config=name, median=med[name]["median"], iqr=med[name]["iqr"],
+                 n=med[name]["n"], ratio=med[name]["median"] / med["single"]["median"],
+                 mr=mr[name], diff=differences[name]) for name in CONFIGS]
+    print()
+    print(_common.table(rows, [("config", "config"), ("median", "s/pass (median)"),
+                               ("iqr", "IQR"), ("n", "passes"),
+                               ("ratio", "vs single"), ("mr", "map-reduce s"),
+                               ("diff", "max rel diff")],
+                        floatfmt="{:.3g}"))
+    print(f"\nspeedup 2 vs 1 worker: {speedup:.2f}x (target >= 1.7); overhead 1 worker vs "
+          f"single-process 1 BLAS thread: {overhead_1t:.2f}x, vs 2 BLAS threads: {overhead:.2f}x"
+          f"; single-process / dask-2: {vs_single:.2f}x")
+    print("CPU seconds per pass (client = this process: client, scheduler, nannies):")
+    for name in CONFIGS:
+        pr = projected[name]
+        print(f"  {name:9s} client {pr['client_cpu']:6.2f}  workers total "
+              f"{pr['worker_cpu_total']:6.2f}  slowest worker {pr['slowest_worker_cpu']:6.2f}  "
+              f"-> idle-machine model {pr['pass_seconds']:6.2f} s/pass")
+    cpu_speedup = projected["dask-1"]["pass_seconds"] / projected["dask-2"]["pass_seconds"]
+    cpu_overhead = projected["dask-1"]["pass_seconds"] / projected["single-1t"]["pass_seconds"]
+    print(f"idle-machine model: speedup 2 vs 1 worker {cpu_speedup:.2f}x, dask-1 / single-1t "
+          f"{cpu_overhead:.2f}x")
+    if mr["dask-1"] and mr["dask-2"]:
+        print(f"map-reduce only (no client solve): speedup 2 vs 1 worker "
+              f"{mr['dask-1'] / mr['dask-2']:.2f}x; dask-1 map-reduce / single-1t pass "
+              f"{mr['dask-1'] / med['single-1t']['median']:.2f}x")
+    print(f"worker BLAS threads: {blas_threads}; load average now {os.getloadavg()}")
+    result = dict(
+        benchmark="dask_scaling", size=size_name, data=path, n_samples=n, n_features=m,
+        n_components=k, block_rows=source.block_rows, stages_per_fit=stages, rounds=rounds,
+        generate_seconds=generate_seconds, runs=runs, summary=med,
+        speedup_2_vs_1_worker=speedup, overhead_1_worker_vs_single_1_thread=overhead_1t,
+        overhead_1_worker_vs_single=overhead, single_over_dask_2=vs_single,
+        map_reduce_median_seconds=mr, cpu_model=projected,
+        cpu_model_speedup_2_vs_1_worker=cpu_speedup,
+        cpu_model_overhead_1_worker_vs_single_1_thread=cpu_overhead,
+        autogroup_enabled=_autogroup(),
+        speedup_map_reduce_2_vs_1_worker=(mr["dask-1"] / mr["dask-2"]
+                                          if mr["dask-1"] and mr["dask-2"] else None),
+        components_max_rel_diff=differences, traffic=traffic, worker_blas_threads=blas_threads,
+        machine=machine,
+    )
+    out = Path(args.out) / f"dask_scaling{'-quick' if args.quick else ''}.json"
+    _common.save_json(result, out)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
