@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-pytest.importorskip("dask.distributed")  # an optional extra (installed in CI: the tests run)
+pytest.importorskip("dask.distributed")  # optional for users; the [test] extra installs it
 
 import dask.array as da  # noqa: E402
 from dask.distributed import Client, LocalCluster  # noqa: E402
