@@ -46,6 +46,7 @@ SIZES = {
     "quick": dict(n_samples=59_040, n_features=400, n_components=40, stages=4, rounds=2),
 }
 CONFIGS = ("single", "single-1t", "dask-1", "dask-2")
+RAW = ("raw-1", "raw-2")  # the same block work in 1 / 2 plain processes: the machine's ceiling
 
 
 def ensure_data(path, n_samples, n_features, n_components):
@@ -120,6 +121,39 @@ def fit_seconds(make, source, n_stages, start, worker_pids=()):
                 components=est.components_, load=[load0, os.getloadavg()])
 
 
+def _raw_init():
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)  # for the life of this pool process
+
+
+def _raw_pass(args):
+    """The map work of ``ranges`` in a plain process (no Dask): read, decode, accumulate."""
+    path, ranges, D, alpha, kind = args
+    from streamnmf import HDF5Source
+    from streamnmf._dask import _accumulate
+
+    source = _RAW_SOURCES.setdefault(path, HDF5Source(path))
+    t0 = time.perf_counter()
+    _accumulate((source.read(lo, hi) for lo, hi in ranges), D, alpha, kind, False)
+    return time.perf_counter() - t0
+
+
+_RAW_SOURCES = {}
+
+
+def raw_seconds(pool, path, ranges, D, alpha, kind, processes, passes):
+    """Wall seconds of ``passes`` passes split over ``processes`` pool processes."""
+    half = -(-len(ranges) // processes)
+    parts = [(path, ranges[i:i + half], D, alpha, kind) for i in range(0, len(ranges), half)]
+    out = []
+    for _ in range(passes):
+        t0 = time.perf_counter()
+        pool.map(_raw_pass, parts, chunksize=1)
+        out.append(time.perf_counter() - t0)
+    return out
+
+
 def _autogroup():
     """Whether the kernel shares CPU fairly between sessions (autogroups) rather than
     processes: then a session's extra worker processes get no extra CPU on a busy machine."""
@@ -171,7 +205,15 @@ def main(argv=None):
           flush=True)
 
     # warm the page cache and numba's kernels in this process
-    AND(k, init=start, n_stages=1).fit(source)
+    warm = AND(k, init=start, n_stages=1).fit(source)
+    D, alpha, kind = warm._loop.D, warm._loop.alpha, warm._loop.rule.kind
+    import multiprocessing
+
+    from streamnmf.sources import pass_ranges
+
+    ranges = list(pass_ranges(n, source.block_rows))
+    pool = multiprocessing.get_context("spawn").Pool(2, initializer=_raw_init)
+    pool.map(_raw_pass, [(path, ranges[:1], D, alpha, kind)] * 2, chunksize=1)
 
     clusters = {}
     try:
@@ -190,7 +232,7 @@ def main(argv=None):
             return {}
 
         runs = {name: dict(seconds=[], map_reduce_seconds=[], client_cpu=[], worker_cpu=[],
-                           load=[]) for name in CONFIGS}
+                           load=[]) for name in CONFIGS + RAW}
         components = {}
         for r in range(rounds):
             for name in CONFIGS:
@@ -220,12 +262,22 @@ def main(argv=None):
                           f"{v:.2f}" for v in np.median(res["worker_cpu"], axis=0))
                          if pids else "")
                       + f"   load {load[0][0]:.1f} -> {load[1][0]:.1f}", flush=True)
+            for name in RAW:
+                load0 = os.getloadavg()
+                secs = raw_seconds(pool, path, ranges, D, alpha, kind, int(name[-1]), stages)
+                runs[name]["seconds"] += secs
+                runs[name]["load"].append([load0, os.getloadavg()])
+                print(f"  round {r}  {name:9s} " + " ".join(f"{s:6.2f}" for s in secs)
+                      + "   (map work only, plain processes)"
+                      + f"   load {load0[0]:.1f} -> {os.getloadavg()[0]:.1f}", flush=True)
     finally:
+        pool.terminate()
         for cluster, client in clusters.values():
             client.close()
             cluster.close()
 
-    med = {name: _common.summary(runs[name]["seconds"]) for name in CONFIGS}
+    med = {name: _common.summary(runs[name]["seconds"]) for name in CONFIGS + RAW}
+    raw_speedup = med["raw-1"]["median"] / med["raw-2"]["median"]
     speedup = med["dask-1"]["median"] / med["dask-2"]["median"]
     overhead_1t = med["dask-1"]["median"] / med["single-1t"]["median"]
     overhead = med["dask-1"]["median"] / med["single"]["median"]
@@ -275,6 +327,9 @@ def main(argv=None):
     cpu_overhead = projected["dask-1"]["pass_seconds"] / projected["single-1t"]["pass_seconds"]
     print(f"idle-machine model: speedup 2 vs 1 worker {cpu_speedup:.2f}x, dask-1 / single-1t "
           f"{cpu_overhead:.2f}x")
+    print(f"the machine's ceiling now: the same map work in 2 plain processes is "
+          f"{raw_speedup:.2f}x faster than in 1 (raw-1 {med['raw-1']['median']:.2f} s, raw-2 "
+          f"{med['raw-2']['median']:.2f} s); Dask reaches {speedup / raw_speedup:.0%} of it")
     if mr["dask-1"] and mr["dask-2"]:
         print(f"map-reduce only (no client solve): speedup 2 vs 1 worker "
               f"{mr['dask-1'] / mr['dask-2']:.2f}x; dask-1 map-reduce / single-1t pass "
@@ -286,6 +341,8 @@ def main(argv=None):
         generate_seconds=generate_seconds, runs=runs, summary=med,
         speedup_2_vs_1_worker=speedup, overhead_1_worker_vs_single_1_thread=overhead_1t,
         overhead_1_worker_vs_single=overhead, single_over_dask_2=vs_single,
+        raw_speedup_2_vs_1_process=raw_speedup,
+        dask_speedup_over_raw_speedup=speedup / raw_speedup,
         map_reduce_median_seconds=mr, cpu_model=projected,
         cpu_model_speedup_2_vs_1_worker=cpu_speedup,
         cpu_model_overhead_1_worker_vs_single_1_thread=cpu_overhead,

@@ -197,6 +197,20 @@ def _accumulate(blocks, D, alpha, kind, with_sum_y):
     return stats
 
 
+def _forget_source(token):
+    """Close and drop this process's copy of a fit's source (run on every worker at the end)."""
+    with _SOURCES_LOCK:
+        source = _SOURCES.pop(token, None)
+    close = getattr(source, "close", None)
+    if close is not None:
+        close()
+
+
+async def _forget_source_async(token):
+    """``_forget_source`` as a coroutine: ``client.run(..., wait=False)`` needs one."""
+    _forget_source(token)
+
+
 def _read_stats(source, token, ranges, D, alpha, kind, with_sum_y):
     """Map task of a random-access source: read the row ranges ``[(start, stop), ...]``."""
     _tune_malloc()
@@ -263,8 +277,15 @@ class _RandomAccess:
             self.source, self.token, ranges, D_ref, alpha, kind, with_sum_y, dask_key_name=key,
         )
 
-    def release(self):
-        pass
+    def release(self, runner):
+        """Close the file on the workers (best effort: a worker may be gone)."""
+        try:
+            if runner.client is not None:
+                runner.client.run(_forget_source_async, self.token, wait=False,
+                                  on_error="ignore")
+            _forget_source(self.token)  # a thread cluster or the local schedulers
+        except Exception:  # noqa: BLE001 - cleanup must not hide the fit's outcome
+            pass
 
 
 class _InMemory:
@@ -318,7 +339,7 @@ class _InMemory:
             dask_key_name=key,
         )
 
-    def release(self):
+    def release(self, runner):
         self.futures = None
 
 
@@ -388,7 +409,7 @@ class _DaskArray:
             dask_key_name=key,
         )
 
-    def release(self):
+    def release(self, runner):
         self.chunks = None
 
 
@@ -637,7 +658,7 @@ def fit_distributed(estimator, X, resume=False):
         raise
     finally:
         estimator._in_fit = False
-        inp.release()
+        inp.release(runner)
     estimator._finish()
     return estimator
 
