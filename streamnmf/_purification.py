@@ -495,6 +495,8 @@ class Purification(StreamingNMFBase):
         scale are part of the state.
     checkpoint_every : float or int, default=60.0
         A float: seconds between checkpoints within an iteration; an int: samples.
+    client : dask.distributed.Client or None, default=None
+        Run every iteration as one map-reduce on a Dask cluster (docs/distributed.md).
 
     Attributes
     ----------
@@ -528,7 +530,7 @@ class Purification(StreamingNMFBase):
     def __init__(self, n_components=None, *, alpha=0.1, eta=0.5, r=None, batch_size=None,
                  n_iter=100, inverse="min-inf", step_decay=None, balance=False, init="spa",
                  tol=None, n_iter_no_change=10, random_state=None, callback=None, verbose=0,
-                 checkpoint=None, checkpoint_every=60.0):
+                 checkpoint=None, checkpoint_every=60.0, client=None):
         self.n_components = n_components
         self.alpha = alpha
         self.eta = eta
@@ -546,6 +548,7 @@ class Purification(StreamingNMFBase):
         self.verbose = verbose
         self.checkpoint = checkpoint
         self.checkpoint_every = checkpoint_every
+        self.client = client
 
     # -- hooks --------------------------------------------------------------------------------
     def _validate_algorithm_params(self):

@@ -171,7 +171,7 @@ def _fit(args, evaluate_against=None, progress=True):
         return False
 
     est = _make_estimator(args, init, callback)
-    client = _dask_client(args)
+    client, cluster = _dask_client(args)
     t0 = time.perf_counter()
     try:
         if client is not None:
@@ -181,23 +181,25 @@ def _fit(args, evaluate_against=None, progress=True):
         if bar is not None:
             bar.close()
         source.close()
-        if client is not None and args.workers:
+        if cluster is not None:  # a cluster started here: closing the client leaves it running
             client.close()
+            cluster.close()
     return est, log, time.perf_counter() - t0
 
 
 def _dask_client(args):
     if args.scheduler is None and args.workers is None:
-        return None
+        return None, None
     try:
         from dask.distributed import Client, LocalCluster
     except ImportError:
         raise SystemExit("--scheduler/--workers need Dask: pip install 'streamnmf[dask]'") \
             from None
     if args.scheduler is not None:
-        return Client(args.scheduler)
-    cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True)
-    return Client(cluster)
+        return Client(args.scheduler), None
+    cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
+                           dashboard_address=":0")
+    return Client(cluster), cluster
 
 
 # -- commands -----------------------------------------------------------------------------------
