@@ -137,6 +137,19 @@ def _residual_csr(data, indices, indptr, Z, i, z_indptr, z_indices, C, r):
 
 
 @numba.njit(**_jit)
+def _sgd_step(Z, i, z_indptr, z_indices, r, C, eta):
+    # Batch size 1 (the paper's Algorithm 1): C_S += eta z_S r^T straight into the working
+    # matrix, skipping the pending-gradient buffer (one pass over the support rows, not three).
+    n_features = r.shape[0]
+    for p in range(z_indptr[i], z_indptr[i + 1]):
+        k = z_indices[p]
+        step = eta * Z[i, k]
+        ck = C[k]
+        for f in range(n_features):
+            ck[f] += step * r[f]
+
+
+@numba.njit(**_jit)
 def _sgd_apply(Z, i, z_indptr, z_indices, r, G, touched, n_touched):
     # Accumulate z r^T into the pending batch gradient G, remembering which rows it touched.
     n_features = r.shape[0]
@@ -196,6 +209,9 @@ def sgd_update_dense(Y, Z, z_indptr, z_indices, C, eta, batch_size, G, touched, 
     for i in range(n_samples):
         _residual_dense(Y[i], Z, i, z_indptr, z_indices, C, r)
         batch_state[1] += np.dot(r, r)
+        if batch_size == 1:
+            _sgd_step(Z, i, z_indptr, z_indices, r, C, eta)
+            continue
         _sgd_apply(Z, i, z_indptr, z_indices, r, G, touched, n_touched)
         batch_state[0] += 1.0
         if batch_state[0] >= batch_size:
@@ -214,6 +230,9 @@ def sgd_update_csr(data, indices, indptr, Z, z_indptr, z_indices, C, eta, batch_
     for i in range(n_samples):
         _residual_csr(data, indices, indptr, Z, i, z_indptr, z_indices, C, r)
         batch_state[1] += np.dot(r, r)
+        if batch_size == 1:
+            _sgd_step(Z, i, z_indptr, z_indices, r, C, eta)
+            continue
         _sgd_apply(Z, i, z_indptr, z_indices, r, G, touched, n_touched)
         batch_state[0] += 1.0
         if batch_state[0] >= batch_size:
