@@ -124,9 +124,9 @@ class AND(StreamingNMFBase):
     random_state : int, Generator or None, default=None
         Seeds the init.
     callback : callable or None, default=None
-        ``callback(estimator, row)`` after every stage, with ``row`` the stage's history entry;
-        ``estimator._loop.C`` is the working matrix. Return True to stop. Its time is excluded
-        from ``history_["seconds"]``.
+        ``callback(estimator, row)`` after every stage, with ``row`` the stage's history entry
+        and ``estimator.components_`` a copy of the working matrix at the stage end. Return
+        True to stop. Its time is excluded from ``history_["seconds"]``.
     verbose : int, default=0
         Print one line per stage.
     checkpoint : str, PathLike or None, default=None

@@ -381,6 +381,7 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         stop = False
         if self.callback is not None:
             t0 = time.perf_counter()
+            self.components_ = loop.C.copy()  # what the callback inspects
             stop = self.callback(self, row) is True
             loop.seconds -= time.perf_counter() - t0  # time spent evaluating is not fitting
         # a stage that decoded nothing leaves the matrix as it was: that is not convergence

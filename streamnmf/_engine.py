@@ -309,7 +309,7 @@ class StageLoop:
         change = float(np.linalg.norm(self.C - self.C_start) / norm) if norm > 0 else np.inf
         self.schedule.observe(
             self.stage, self.alpha, change=change, code_scale=stats.code_max / stats.count,
-            decoding_error=max(0.0, -stats.v_min),
+            decoding_error=max(0.0, -stats.v_min), objective=float(objective),
         )
         self.seconds += time.perf_counter() - t0
         row = dict(

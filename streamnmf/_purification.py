@@ -485,7 +485,8 @@ class Purification(StreamingNMFBase):
     random_state : int, Generator or None, default=None
         Seeds the init.
     callback : callable or None, default=None
-        ``callback(estimator, row)`` after every iteration; return True to stop.
+        ``callback(estimator, row)`` after every iteration, with ``estimator.components_`` a
+        copy of the working matrix; return True to stop.
     verbose : int, default=0
         Print one line per iteration.
     checkpoint : str, PathLike or None, default=None

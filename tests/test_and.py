@@ -158,16 +158,49 @@ def test_a_stage_that_decodes_nothing_is_not_convergence():
     assert log_total_correlation_error(est.components_, truth) < -10
 
 
+def test_adaptive_probes_a_stall_and_keeps_it_only_if_the_residual_falls():
+    stalled = dict(change=1e-6, code_scale=1.0, decoding_error=1e-3)  # converged, error ~ alpha
+    schedule = schedules.Adaptive(alpha0=1e-3)
+    schedule.observe(0, 1e-3, objective=1.0, **stalled)
+    assert schedule.alpha(1) == pytest.approx(1e-3 / 1.1)  # probe
+    resumed = schedules.Adaptive(alpha0=1e-3)
+    resumed.set_state(schedule.state())  # a checkpoint restores the pending probe
+    schedule.observe(1, 1e-3 / 1.1, objective=0.5, **stalled)  # residual fell: keep, go on
+    assert schedule.alpha(2) == pytest.approx(1e-3 / 1.1**2)
+    resumed.observe(1, 1e-3 / 1.1, objective=1.5, **stalled)  # residual rose: noise, go back
+    assert resumed.alpha(2) == 1e-3
+    resumed.observe(2, 1e-3, objective=1.0, **stalled)
+    assert resumed.alpha(3) == 1e-3  # no second probe at the level that failed
+    unstalled = dict(stalled, decoding_error=1e-2)  # the error is far above the threshold
+    fresh = schedules.Adaptive(alpha0=1e-3)
+    fresh.observe(0, 1e-3, objective=1.0, **unstalled)
+    assert fresh.alpha(1) == 1e-3
+
+
+def test_adaptive_probing_gets_past_the_threshold_bias_of_dense_weights():
+    # Dirichlet(0.4) weights: most weights are small but not zero, and a threshold at the
+    # decoding error cuts them; without probes the schedule stalls there
+    data, truth, _ = make_dataset("dir", 300, 6, 40, weight_params={"dir_sparsity": 2.4},
+                                  random_state=0)
+    init = make_init(truth, in_span=0.1 * np.sqrt(6), random_state=1)
+    errors = {probe: log_total_correlation_error(
+        AND(6, init=init, thresholds=schedules.Adaptive(probe=probe), n_stages=300)
+        .fit(data).components_, truth) for probe in (None, 1.1)}
+    assert errors[None] > -8 and errors[1.1] < -12
+
+
 def test_callback_can_stop():
     data, _, init = small_problem()
     rows = []
 
     def callback(estimator, row):
-        rows.append(row["stage"])
+        rows.append((row["stage"], estimator.components_))
         return row["stage"] == 2
 
     est = AND(6, init=init, n_stages=50, callback=callback).fit(data)
-    assert rows == [0, 1, 2] and est.n_stages_ == 3
+    assert [stage for stage, _ in rows] == [0, 1, 2] and est.n_stages_ == 3
+    assert not np.array_equal(rows[0][1], rows[1][1])  # the matrix of each stage, a copy
+    np.testing.assert_array_equal(rows[-1][1], est.components_)
 
 
 # -- bad input --------------------------------------------------------------------------------
