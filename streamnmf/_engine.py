@@ -15,6 +15,7 @@ import time
 
 import numpy as np
 import scipy.linalg
+from scipy.linalg import blas
 import scipy.sparse as sp
 from threadpoolctl import ThreadpoolController
 
@@ -73,9 +74,11 @@ def decode(Y, D, alpha, kind):
 def pinv_rows(C):
     """Moore-Penrose inverse of ``C`` (n_components, n_features), computed in float64.
 
-    Through the thin QR ``C^T = Q R``: ``pinv(C) = Q R^-T``, about 5x cheaper than the SVD for
-    the tall shapes of NMF and as accurate while ``C`` has full row rank. When ``R`` is
-    numerically singular (rank-deficient ``C``) it falls back to the SVD.
+    Through a thin QR ``C^T = Q R``: ``pinv(C) = Q R^-T``. The QR is Cholesky-QR2 (two rounds of
+    ``R = chol(C C^T)``, ``Q = R^-T C``): all matrix products, where Householder QR of a tall
+    skinny matrix runs at matrix-vector speed (3-4x slower at 50 000 features); two rounds make
+    ``Q`` orthonormal to round-off while ``cond(C) < 1e5``. Worse conditioned matrices take
+    Householder QR, and numerically rank-deficient ones the SVD.
 
     Returns
     -------
@@ -84,12 +87,35 @@ def pinv_rows(C):
     C64 = np.asarray(C, dtype=np.float64)
     n_components, n_features = C64.shape
     if n_components <= n_features:
-        Q, R = scipy.linalg.qr(C64.T, mode="economic", check_finite=False)
-        diag = np.abs(np.diag(R))
-        if diag.size and diag.min() > max(C64.shape) * np.finfo(np.float64).eps * diag.max():
-            Dt = scipy.linalg.solve_triangular(R, Q.T, check_finite=False)  # R^-1 Q^T
-            return np.ascontiguousarray(Dt.T, dtype=C.dtype)
+        D = _pinv_cholesky_qr2(C64)
+        if D is None:
+            Q, R = scipy.linalg.qr(C64.T, mode="economic", check_finite=False)
+            diag = np.abs(np.diag(R))
+            if diag.size and diag.min() > max(C64.shape) * np.finfo(np.float64).eps * diag.max():
+                D = scipy.linalg.solve_triangular(R, Q.T, check_finite=False).T  # Q R^-T
+        if D is not None:
+            return np.ascontiguousarray(D, dtype=C.dtype)
     return np.ascontiguousarray(np.linalg.pinv(C64), dtype=C.dtype)
+
+
+def _pinv_cholesky_qr2(C):
+    """``pinv(C)`` (n_features, n_components), Fortran-ordered, by Cholesky-QR2 of ``C^T``, or
+    None if ``C`` is too ill conditioned for it (``cond(C) >= 1e5``: the first round's Cholesky
+    factor squares the condition number)."""
+    Q = C.T  # (n_features, n_components), Fortran-ordered: BLAS works on it without copies
+    R = None
+    for _ in range(2):
+        gram = blas.dsyrk(1.0, Q, trans=1)  # upper triangle of Q^T Q
+        try:
+            R_round = scipy.linalg.cholesky(gram, lower=False, check_finite=False)
+        except (np.linalg.LinAlgError, scipy.linalg.LinAlgError):
+            return None
+        diag = np.abs(np.diag(R_round))
+        if not diag.size or not diag.min() > 1e-5 * diag.max():
+            return None
+        Q = blas.dtrsm(1.0, R_round, Q, side=1)  # Q R^-1
+        R = R_round if R is None else R_round @ R
+    return blas.dtrsm(1.0, R, Q, side=1, trans_a=1)  # Q R^-T
 
 
 class DivergenceError(FloatingPointError):

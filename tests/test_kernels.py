@@ -157,3 +157,27 @@ def test_csr_decode_cost_does_not_touch_absent_features():
     V = np.empty((2, 3))
     K.csr_decode(Y.data, Y.indices, Y.indptr, D, V)
     np.testing.assert_array_equal(V, [[2, 4, 6], [0, 0, 0]])
+
+
+@pytest.mark.parametrize("condition, dtype", [(10.0, np.float64), (1e7, np.float64),
+                                              (10.0, np.float32)])
+def test_pinv_rows_matches_svd_pinv(condition, dtype):
+    # cond 10: Cholesky-QR2; cond 1e7: too ill conditioned for it, Householder QR instead
+    rng = np.random.default_rng(0)
+    U, _ = np.linalg.qr(rng.standard_normal((60, 8)))
+    V, _ = np.linalg.qr(rng.standard_normal((8, 8)))
+    C = ((U * np.geomspace(1.0, 1.0 / condition, 8)) @ V).T.astype(dtype)  # (8, 60)
+    used_cholesky = _engine._pinv_cholesky_qr2(C.astype(np.float64)) is not None
+    assert used_cholesky == (condition < 1e5)
+    D = _engine.pinv_rows(C)
+    assert D.dtype == dtype and D.shape == (60, 8) and D.flags.c_contiguous
+    expected = np.linalg.pinv(C.astype(np.float64))
+    rtol = 1e-5 if dtype == np.float32 else 1e-14 * condition
+    np.testing.assert_allclose(D, expected, rtol=0, atol=rtol * np.abs(expected).max())
+
+
+def test_pinv_rows_of_rank_deficient_components():
+    rng = np.random.default_rng(1)
+    C = rng.standard_normal((5, 30))
+    C[4] = C[0] + C[1]  # rank 4: no left inverse, the SVD's pseudo-inverse instead
+    np.testing.assert_allclose(_engine.pinv_rows(C), np.linalg.pinv(C), atol=1e-12)
