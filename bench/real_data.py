@@ -240,8 +240,8 @@ def svd_reference(Ytr, Yte, k, norm_te):
 class ChangeOnly(Adaptive):
     """The library's adaptive rule without its decoding-error term (diagnostic only)."""
 
-    def observe(self, stage, alpha, *, change, code_scale, decoding_error):
-        super().observe(stage, alpha, change=change, code_scale=code_scale, decoding_error=0.0)
+    def observe(self, stage, alpha, **outcome):
+        super().observe(stage, alpha, **dict(outcome, decoding_error=0.0))
 
 
 def anchor_init(counts_tr, Ytr, k, min_df=20, dim=1000, seed=SEED):

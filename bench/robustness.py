@@ -38,8 +38,8 @@ single-threaded (``OPENBLAS_NUM_THREADS=1`` set before numpy loads); the machine
 time is secondary: every run records the load average.
 
 ``--parts variants`` (``robustness-variants.json``) is a side probe, not in the paper: the
-adaptive rule with ``kappa`` 1.5 and 3, ``max_decay=2`` and a forced minimum decay of 1.1 per
-stage, on the settings where it stalls (rl = 3, k = 40, 80), on DIR rl = 1 and on the noise
+adaptive rule without its stall probes (``probe=None``, the default before 2026-11-23), with
+``kappa`` 1.5 and 3, ``max_decay=2`` and a forced minimum decay of 1.1 per stage, on the settings where it stalls (rl = 3, k = 40, 80), on DIR rl = 1 and on the noise
 data (gamma 0.01). ``--rl/--rn/--k VALUES --suffix NAME`` runs other values (e.g.
 ``--parts b1 --rl '' --rn 0.1,0.2,0.5 --suffix large-rn``: out-of-span noise as large as the
 paper describes, see below).
@@ -198,14 +198,15 @@ class AdaptiveMinDecay(Adaptive):
         super().__init__(**kwargs)
         self.min_decay = float(min_decay)
 
-    def observe(self, stage, alpha, *, change, code_scale, decoding_error):
-        super().observe(stage, alpha, change=change, code_scale=code_scale,
-                        decoding_error=decoding_error)
+    def observe(self, stage, alpha, **outcome):
+        super().observe(stage, alpha, **outcome)
         self._next = min(self._next, alpha / self.min_decay)
 
 
 VARIANTS = {
     "stagewise+adaptive": dict(update="stagewise", thresholds="adaptive"),
+    "stagewise+Adaptive(probe=None)": dict(update="stagewise",
+                                           thresholds=Adaptive(probe=None)),
     "stagewise+Adaptive(kappa=1.5)": dict(update="stagewise", thresholds=Adaptive(kappa=1.5)),
     "stagewise+Adaptive(kappa=3)": dict(update="stagewise", thresholds=Adaptive(kappa=3.0)),
     "stagewise+Adaptive(max_decay=2)": dict(update="stagewise",

@@ -131,10 +131,10 @@ class Recording(ThresholdSchedule):
     def alpha(self, stage):
         return self.inner.alpha(stage)
 
-    def observe(self, stage, alpha, *, change, code_scale, decoding_error):
-        self.last = dict(decoding_error=float(decoding_error), code_scale=float(code_scale))
-        self.inner.observe(stage, alpha, change=change, code_scale=code_scale,
-                           decoding_error=decoding_error)
+    def observe(self, stage, alpha, **outcome):
+        self.last = dict(decoding_error=float(outcome["decoding_error"]),
+                         code_scale=float(outcome["code_scale"]))
+        self.inner.observe(stage, alpha, **outcome)
 
     def state(self):
         return self.inner.state()

@@ -244,7 +244,31 @@ def _merge(*parts):
 
 # -- client side: the inputs ---------------------------------------------------------------------
 
-class _RandomAccess:
+class _AlignedBlocks:
+    """Inputs read in the source's aligned blocks, in its (possibly shuffled) block order."""
+
+    def pass_ranges(self, epoch, start):
+        n_blocks = -(-self.n_samples // self.block_rows)
+        order = block_order(n_blocks, epoch, self.seed) if self.seed is not None else None
+        return pass_ranges(self.n_samples, self.block_rows, order, start)
+
+
+def _chunk_leaf(runner, inp, chunks, bounds, ranges, D_ref, alpha, kind, with_sum_y, check,
+                key):
+    """One map task over the row ranges ``[(start, stop), ...]`` of ``chunks`` (futures or
+    delayed blocks) whose rows start at ``bounds``."""
+    blocks, slices = [], []
+    for row_start, row_stop in ranges:
+        c = int(np.searchsorted(bounds, row_start, side="right")) - 1
+        blocks.append(chunks[c])
+        slices.append((row_start - int(bounds[c]), row_stop - int(bounds[c])))
+    return runner.delayed(_slice_stats)(
+        blocks, slices, inp.n_features, inp.dtype, D_ref, alpha, kind, with_sum_y, check,
+        dask_key_name=key,
+    )
+
+
+class _RandomAccess(_AlignedBlocks):
     """A source that reads any row range where it runs (HDF5Source: ``read(start, stop)``)."""
 
     def __init__(self, source):
@@ -255,11 +279,6 @@ class _RandomAccess:
         self.seed = getattr(source, "seed", None) if getattr(source, "shuffle", False) else None
         self.row_bytes = self.n_features * self.dtype.itemsize
         self.token = f"streamnmf-source-{uuid.uuid4().hex}"
-
-    def pass_ranges(self, epoch, start):
-        n_blocks = -(-self.n_samples // self.block_rows)
-        order = block_order(n_blocks, epoch, self.seed) if self.seed is not None else None
-        return pass_ranges(self.n_samples, self.block_rows, order, start)
 
     def first_block(self, runner):
         lo, hi = next(iter(self.pass_ranges(0, 0)))
@@ -288,7 +307,7 @@ class _RandomAccess:
             pass
 
 
-class _InMemory:
+class _InMemory(_AlignedBlocks):
     """An in-memory array or CSR matrix, scattered to the workers once in aligned row blocks."""
 
     def __init__(self, source):
@@ -300,11 +319,6 @@ class _InMemory:
         self.seed = source.seed if source.shuffle else None
         self.row_bytes = self.n_features * self.dtype.itemsize
         self.futures = None
-
-    def pass_ranges(self, epoch, start):
-        n_blocks = -(-self.n_samples // self.block_rows)
-        order = block_order(n_blocks, epoch, self.seed) if self.seed is not None else None
-        return pass_ranges(self.n_samples, self.block_rows, order, start)
 
     def first_block(self, runner):
         lo, hi = next(iter(self.pass_ranges(0, 0)))
@@ -328,16 +342,9 @@ class _InMemory:
                 self.futures[b] = runner.client.scatter(self._block(b), hash=False)
 
     def leaf(self, runner, ranges, D_ref, alpha, kind, with_sum_y, key):
-        blocks, slices = [], []
-        for row_start, row_stop in ranges:
-            b = row_start // self.block_rows
-            offset = b * self.block_rows
-            blocks.append(self.futures[b])
-            slices.append((row_start - offset, row_stop - offset))
-        return runner.delayed(_slice_stats)(
-            blocks, slices, self.n_features, self.dtype, D_ref, alpha, kind, with_sum_y, False,
-            dask_key_name=key,
-        )
+        bounds = np.arange(len(self.futures)) * self.block_rows
+        return _chunk_leaf(runner, self, self.futures, bounds, ranges, D_ref, alpha, kind,
+                           with_sum_y, False, key)
 
     def release(self, runner):
         self.futures = None
@@ -398,16 +405,8 @@ class _DaskArray:
             self.chunks = self.X.to_delayed().ravel().tolist()
 
     def leaf(self, runner, ranges, D_ref, alpha, kind, with_sum_y, key):
-        blocks, slices = [], []
-        for row_start, row_stop in ranges:
-            c = int(np.searchsorted(self.bounds, row_start, side="right")) - 1
-            offset = int(self.bounds[c])
-            blocks.append(self.chunks[c])
-            slices.append((row_start - offset, row_stop - offset))
-        return runner.delayed(_slice_stats)(
-            blocks, slices, self.n_features, self.dtype, D_ref, alpha, kind, with_sum_y, True,
-            dask_key_name=key,
-        )
+        return _chunk_leaf(runner, self, self.chunks, self.bounds, ranges, D_ref, alpha, kind,
+                           with_sum_y, True, key)
 
     def release(self, runner):
         self.chunks = None
