@@ -195,9 +195,13 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
             if init == "spa":
                 C0 = spa_init(first_block, n_components, rng)
             else:
-                Yd = first_block.toarray() if sp.issparse(first_block) else first_block
-                weights = rng.dirichlet(np.ones(Yd.shape[0]), size=n_components)
-                C0 = weights @ np.asarray(Yd, dtype=np.float64)
+                # random convex combinations of samples; a CSR block stays sparse (the
+                # product costs O(n_components nnz), not a dense copy of the block)
+                weights = rng.dirichlet(np.ones(first_block.shape[0]), size=n_components)
+                if sp.issparse(first_block):
+                    C0 = np.asarray((first_block.T.astype(np.float64) @ weights.T).T)
+                else:
+                    C0 = weights @ np.asarray(first_block, dtype=np.float64)
         else:
             C0 = np.asarray(init)
             if C0.ndim != 2 or C0.shape[1] != n_features or (

@@ -125,6 +125,15 @@ def test_fit_transform_and_sparse_input_agree_with_dense():
     np.testing.assert_allclose(Z, dense.transform(data), rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("init", ["spa", "random"])
+def test_data_driven_inits_agree_on_dense_and_csr(init):
+    data, _, _ = small_problem()
+    sparse_data = sp.csr_matrix(np.where(data > 0.01, data, 0.0))
+    dense = AND(6, init=init, n_stages=1, random_state=3).fit(sparse_data.toarray())
+    sparse = AND(6, init=init, n_stages=1, random_state=3).fit(sparse_data)
+    np.testing.assert_allclose(sparse.components_, dense.components_, rtol=1e-9, atol=1e-12)
+
+
 def test_partial_fit_stage_spans_calls():
     data, _, init = small_problem(n_samples=300)
     kwargs = dict(update="sgd", thresholds=[0.05, 0.03], stage_length=300, learning_rate=0.5,
