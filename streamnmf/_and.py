@@ -152,9 +152,11 @@ class AND(StreamingNMFBase):
         Stages run.
     n_features_in_ : int
     history_ : dict of ndarray
-        Per stage: ``stage``, ``seconds`` (cumulative fitting time), ``alpha``, ``n_samples``,
-        ``objective`` (mean squared reconstruction error of the stage's codes; needs no ground
-        truth), ``change`` (relative change of the components) and ``density`` of the codes.
+        Per stage: ``stage``, ``seconds`` (cumulative fitting time: computing and, in ``fit``,
+        waiting for the source's blocks; not callbacks or checkpoint writes), ``alpha``,
+        ``n_samples``, ``objective`` (mean squared reconstruction error of the stage's codes;
+        needs no ground truth), ``change`` (relative change of the components) and
+        ``density`` of the codes.
 
     Notes
     -----

@@ -316,7 +316,10 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         try:
             while not loop.stopped and loop.stage < self._n_stages_max:
                 epoch, offset = self._position
+                waited = time.perf_counter()
                 for block in source.blocks(start=offset, epoch=epoch):
+                    # waiting for the source (reading, validation) is part of fitting time
+                    loop.seconds += time.perf_counter() - waited
                     self._block_seen0 = loop.samples_seen
                     loop.consume(block)
                     offset += loop.samples_seen - self._block_seen0
@@ -324,6 +327,7 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
                     self._periodic_checkpoint()
                     if loop.stopped:
                         break
+                    waited = time.perf_counter()
                 else:
                     self._position = (epoch + 1, 0)
         except _engine.DivergenceError:
