@@ -20,8 +20,12 @@
     per-sample NumPy loop doing the same thing with the same fixed decoding matrix, threshold
     and step: ``v = D^T y; S = {k: v_k >= alpha}; z = v_S; r = y - C_S^T z; C_S += eta z r^T``.
     Dense rows and CSR rows (word-count documents, 200 tokens each, from the DIR data), float64
-    and float32. Acceptance: >= 30x. The two results are compared after one stage on the same
-    samples (relative difference of the working matrices).
+    and float32, over a sweep of shapes (m, n) = (100, 10), (300, 30), (1000, 100) (N and the
+    loop's sample count scaled by 1000 / m). Acceptance: >= 30x. The two results are compared
+    after one stage on the same samples (relative difference of the working matrices). Each
+    row also gives ``ceiling_decode = numpy_us_per_sample / lib_decode_us``: both sides decode
+    every sample (m n multiply-adds; the loop as a BLAS matvec, the library as one GEMM per
+    block), so even with a free update the library cannot beat the loop by more than that.
 (c) Compile time: a fresh subprocess with ``NUMBA_CACHE_DIR`` set to an empty temporary folder
     (numba compiles and writes its cache there), then a second fresh subprocess with the same
     folder (numba loads the cache); in each, the time of the import and of the first and second
@@ -30,7 +34,9 @@
 (a) and (b) are run under every BLAS thread count of ``--threads`` (threadpoolctl), because on
 this shared 2-core machine multi-threaded OpenBLAS is erratic under load (see the report).
 
-Usage: ``python bench/speed.py [--quick] [--out bench/results] [--threads 2 1]``
+Usage: ``python bench/speed.py [--quick] [--out bench/results] [--threads 2 1]
+[--parts stage sgd compile profile]``; a run of only some parts writes
+``speed[-quick]-<parts>.json/png`` and leaves the full report alone.
 """
 
 import argparse
@@ -201,22 +207,23 @@ def numpy_sgd(Y, C, D, alpha, eta):
     return C
 
 
-def sgd_pieces(Y, C, D, alpha, eta, n_ref):
+def sgd_pieces(Y, C, D, alpha, eta, n_ref, repeats=5):
     """Microseconds per sample of the library's two sgd pieces alone (the block decode and the
-    numba update kernel) and of the NumPy loop's decode alone (its floor)."""
+    numba update kernel) and of the NumPy loop's decode alone (its floor), timed round-robin
+    (decode, update, loop decode, decode, ...) so that load on the shared machine hits all
+    three alike."""
     from streamnmf import _kernels as K
 
     N = Y.shape[0]
     out = {}
+    fns = {}  # name: (fn, untimed setup or None, samples per call)
+    box, state = {}, {}
     try:
-        box = {}
-
         def dec():
             box["z"] = _engine.decode(Y, D, alpha, K.HARD)
 
-        out["lib_decode_us"] = _common.summary(_common.time_calls(dec, 3))["median"] / N * 1e6
+        dec()
         Z, zp, zi, _ = box["z"]
-        state = {}
 
         def setup():
             state.update(C=C.copy(), G=np.zeros_like(C), t=np.zeros(C.shape[0], np.bool_),
@@ -230,8 +237,8 @@ def sgd_pieces(Y, C, D, alpha, eta, n_ref):
             def upd():
                 K.sgd_update_dense(Y, Z, zp, zi, state["C"], eta, 1, state["G"], state["t"],
                                    state["b"])
-        out["lib_update_us"] = (_common.summary(_common.time_calls(upd, 3, setup=setup))
-                                ["median"] / N * 1e6)
+        fns["lib_decode_us"] = (dec, None, N)
+        fns["lib_update_us"] = (upd, setup, N)
     except Exception as exc:  # the kernels are internal: their signatures may change
         out["pieces_error"] = repr(exc)
     if sp.issparse(Y):
@@ -243,8 +250,18 @@ def sgd_pieces(Y, C, D, alpha, eta, n_ref):
         def ref_decode():
             for i in range(n_ref):
                 Y[i] @ D
-    out["numpy_decode_us"] = (_common.summary(_common.time_calls(ref_decode, 3))["median"]
-                              / n_ref * 1e6)
+    fns["numpy_decode_us"] = (ref_decode, None, n_ref)
+    times = {k: [] for k in fns}
+    for rep in range(repeats + 1):  # the first round is a warm-up
+        for k, (fn, su, _) in fns.items():
+            if su is not None:
+                su()
+            t0 = time.perf_counter()
+            fn()
+            if rep:
+                times[k].append(time.perf_counter() - t0)
+    for k, (_, _, n) in fns.items():
+        out[k] = _common.summary(times[k])["median"] / n * 1e6
     return out
 
 
@@ -256,15 +273,29 @@ def word_documents(data, n_tokens, rng):
     return sp.csr_matrix(counts / n_tokens)
 
 
+#: (n_features m, n_components n) of the sgd sweep; the last is the paper's setting
+SGD_SHAPES = ((100, 10), (300, 30), (N_FEATURES, N_COMPONENTS))
+
+
 def bench_sgd(quick, threads):
+    rows = []
+    for m, n in SGD_SHAPES:
+        rows += bench_sgd_shape(quick, threads, m, n)
+    return rows
+
+
+def bench_sgd_shape(quick, threads, m, n):
     from threadpoolctl import threadpool_limits
 
-    N = 2000 if quick else 5000
-    n_ref = 300 if quick else 1000
-    n_rounds = 3 if quick else 5
+    # more samples for smaller shapes (about the same bytes per stage), so that the per-stage
+    # fixed work (pinv, Python) and the timer resolution stay small against the samples' work
+    scale = max(1, N_FEATURES // m)
+    N = (2000 if quick else 5000) * scale
+    n_ref = (300 if quick else 1000) * scale
+    n_rounds = 5 if quick else 7
     n_stages = 4 if quick else 5
     alpha = 0.1
-    Y64, truth, _ = make_dataset("dir", N, N_COMPONENTS, N_FEATURES, random_state=0)
+    Y64, truth, _ = make_dataset("dir", N, n, m, random_state=0)
     init64 = make_init(truth, random_state=1)
     docs = word_documents(Y64, 200, np.random.default_rng(2))
     rows = []
@@ -296,23 +327,33 @@ def bench_sgd(quick, threads):
                     t0 = time.perf_counter()
                     numpy_sgd(Y[:n_ref], init, D, alpha_t, eta_t)
                     ref_times.append((time.perf_counter() - t0) / n_ref)
-                pieces = sgd_pieces(Y, init, D, alpha_t, eta_t, n_ref)
+                pieces = sgd_pieces(Y, init, D, alpha_t, eta_t, n_ref, 5 if quick else 9)
             lib = _common.summary(lib_times)["median"]
             ref = _common.summary(ref_times)["median"]
             speedup = ref / lib
+            # The library decodes every sample too (m n multiply-adds, in one GEMM per block):
+            # with a free update it would take lib_decode_us per sample, so the speed-up over
+            # the loop cannot exceed numpy_us_per_sample / lib_decode_us.
+            lib_dec = pieces.get("lib_decode_us")
+            ceiling = ref * 1e6 / lib_dec if lib_dec else None
             rows.append(dict(
-                threads=threads, format=fmt, dtype=np.dtype(dtype).name, N=N,
-                nnz_per_row=float(Y.nnz / Y.shape[0]) if fmt == "csr" else N_FEATURES,
+                threads=threads, m=m, n=n, format=fmt, dtype=np.dtype(dtype).name, N=N,
+                n_ref=n_ref, nnz_per_row=float(Y.nnz / Y.shape[0]) if fmt == "csr" else m,
                 density=float(np.median(density)), eta=eta,
                 lib_samples_per_s=1.0 / lib, numpy_samples_per_s=1.0 / ref,
                 speedup=speedup, ok=bool(speedup >= 30), rel_diff_one_stage=rel_diff,
                 lib_us_per_sample=lib * 1e6, numpy_us_per_sample=ref * 1e6,
+                ceiling_decode=ceiling,
+                speedup_of_ceiling=speedup / ceiling if ceiling else None,
+                numpy_decode_share=pieces["numpy_decode_us"] / (ref * 1e6),
+                decode_ratio=(pieces["numpy_decode_us"] / lib_dec) if lib_dec else None,
                 **pieces,
             ))
-            print(f"  threads={threads} sgd {fmt:5s} {rows[-1]['dtype']:7s} density "
-                  f"{rows[-1]['density']:.3f}: library {1 / lib:10.0f} samples/s, numpy loop "
-                  f"{1 / ref:8.0f} samples/s, speed-up {speedup:6.1f}x (one-stage rel diff "
-                  f"{rel_diff:.1e})", flush=True)
+            print(f"  threads={threads} sgd m={m:4d} n={n:3d} {fmt:5s} {rows[-1]['dtype']:7s} "
+                  f"density {rows[-1]['density']:.3f}: library {1 / lib:10.0f} samples/s, "
+                  f"numpy loop {1 / ref:8.0f} samples/s, speed-up {speedup:6.1f}x (ceiling "
+                  f"{ceiling or float('nan'):6.1f}x; one-stage rel diff {rel_diff:.1e})",
+                  flush=True)
     return rows
 
 
@@ -444,17 +485,21 @@ def main(argv=None):
         payload["sgd"] = rows
         print()
         print(_common.table(rows, [
-            ("threads", "thr"), ("format", "input"), ("dtype", "dtype"),
+            ("threads", "thr"), ("m", "m"), ("n", "n"), ("format", "input"), ("dtype", "dtype"),
             ("density", "code density"), ("lib_samples_per_s", "library samples/s"),
             ("numpy_samples_per_s", "numpy samples/s"), ("speedup", "speed-up"),
-            ("ok", ">= 30x"), ("rel_diff_one_stage", "rel diff")], floatfmt="{:.3g}"))
+            ("ceiling_decode", "ceiling"), ("ok", ">= 30x"),
+            ("rel_diff_one_stage", "rel diff")], floatfmt="{:.3g}"))
+        print("ceiling = numpy loop us/sample / library decode us/sample: the speed-up if the "
+              "library's update were free (both sides decode every sample, m n multiply-adds)")
         print("\nmicroseconds per sample: library total = its block decode + update kernel (+ "
-              "stage overhead); NumPy loop total and its decode alone")
+              "stage overhead); NumPy loop total and its decode alone (share of the loop)")
         print(_common.table(rows, [
-            ("threads", "thr"), ("format", "input"), ("dtype", "dtype"),
+            ("threads", "thr"), ("m", "m"), ("n", "n"), ("format", "input"), ("dtype", "dtype"),
             ("lib_us_per_sample", "lib total"), ("lib_decode_us", "lib decode"),
             ("lib_update_us", "lib update"), ("numpy_us_per_sample", "numpy total"),
-            ("numpy_decode_us", "numpy decode")], floatfmt="{:.3g}"))
+            ("numpy_decode_us", "numpy decode"), ("numpy_decode_share", "decode share"),
+            ("decode_ratio", "decode numpy/lib")], floatfmt="{:.3g}"))
         print(flush=True)
 
     if "compile" in args.parts:
@@ -476,6 +521,9 @@ def main(argv=None):
 
     payload["total_seconds"] = time.perf_counter() - t_start
     stem = "speed-quick" if args.quick else "speed"
+    if set(args.parts) != set(parser.get_default("parts")):
+        # a partial run does not overwrite the full report
+        stem += "-" + "-".join(p for p in parser.get_default("parts") if p in args.parts)
     path = _common.save_json(payload, Path(args.out) / f"{stem}.json")
     if "stage" in payload or "sgd" in payload:
         plot(payload, Path(args.out) / f"{stem}.png")
@@ -489,7 +537,9 @@ def plot(payload, path):
     import matplotlib.pyplot as plt
 
     panels = [k for k in ("stage", "sgd") if k in payload]
-    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4), squeeze=False)
+    widths = [max(6.5, 0.45 * len(payload[k])) for k in panels]
+    fig, axes = plt.subplots(1, len(panels), figsize=(sum(widths), 5.5), squeeze=False,
+                             gridspec_kw=dict(width_ratios=widths))
     for ax, key in zip(axes[0], panels):
         rows = payload[key]
         if key == "stage":
@@ -499,14 +549,21 @@ def plot(payload, path):
             ax.set_ylabel("stage time / bare products")
             ax.set_title("(a) stagewise stage vs Y@D + Z^T Y + Z^T Z")
         else:
-            labels = [f"{r['format']} {r['dtype']}\nt={r['threads']}" for r in rows]
+            labels = [f"m={r.get('m', N_FEATURES)} n={r.get('n', N_COMPONENTS)} {r['format']} "
+                      f"{r['dtype'].replace('float', 'f')} t={r['threads']}" for r in rows]
             values = [r["speedup"] for r in rows]
             ax.axhline(30, color="r", ls="--", lw=1, label="target 30x")
-            ax.set_ylabel("library / NumPy loop samples per s")
-            ax.set_title("(b) sgd, batch 1")
+            ceil = [(i, r["ceiling_decode"]) for i, r in enumerate(rows)
+                    if r.get("ceiling_decode")]
+            if ceil:
+                ax.plot(*zip(*ceil), "k_", ms=12, mew=2,
+                        label="ceiling: loop us / library decode us")
+            ax.set_yscale("log")
+            ax.set_ylabel("speed-up: library / NumPy loop samples per s")
+            ax.set_title("(b) sgd, batch 1, vs a per-sample NumPy loop")
         ax.bar(range(len(values)), values, color="C0")
         ax.set_xticks(range(len(values)))
-        ax.set_xticklabels(labels, fontsize=7, rotation=30, ha="right")
+        ax.set_xticklabels(labels, fontsize=7, rotation=40, ha="right")
         ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
