@@ -180,6 +180,8 @@ def test_adaptive_probes_a_stall_and_keeps_it_only_if_the_residual_falls():
     assert resumed.alpha(2) == 1e-3
     resumed.observe(2, 1e-3, objective=1.0, **stalled)
     assert resumed.alpha(3) == 1e-3  # no second probe at the level that failed
+    with pytest.raises(ValueError, match="probe must be > 1 or None, got 0.5"):
+        schedules.Adaptive(probe=0.5)
     unstalled = dict(stalled, decoding_error=1e-2)  # the error is far above the threshold
     fresh = schedules.Adaptive(alpha0=1e-3)
     fresh.observe(0, 1e-3, objective=1.0, **unstalled)
