@@ -19,12 +19,20 @@ set (dir, ctm-ref, ctm, neg, noise with gamma = 0.01) it runs
   signed data, so on the data sets with negative entries (neg; noise, whose Gaussian noise
   makes tiny entries negative) the same routine ``NMF`` calls,
   ``sklearn.decomposition._nmf._fit_coordinate_descent``, is called directly.
+* the peers of ``bench/peers.py`` (the paper's other competitors and two more): scikit-learn
+  ``NMF(solver="mu")`` (mu), ``MiniBatchNMF`` (minibatch), online
+  ``LatentDirichletAllocation`` (lda, its own random start), ``gensim.models.Nmf`` (gensim,
+  if it imports) and ANLS with ``scipy.optimize.nnls`` (anls), each from the same clipped
+  start as cd where it takes one, under stagewise's time budget, evaluation not timed. They
+  are non-negative factorisations: on data with negative entries (neg, noise) they are not
+  run and ``not_applicable`` in the JSON says why (cd shows that case).
 
 Outputs ``recovery[-quick].json`` and ``recovery[-quick].png`` (one panel per data set) in
-``--out`` and prints a table: final ln error, time to ln -38, time to cd's 200-iteration error
+``--out`` (``bench/summarize.py`` reads the JSON) and prints a table: final ln error, time to ln -38, time to cd's 200-iteration error
 and the ratio stagewise / cd for the latter (acceptance: <= 1/5).
 
-Usage: ``python bench/recovery.py [--quick] [--out bench/results] [--threads 1]``
+Usage: ``python bench/recovery.py [--quick] [--out bench/results] [--threads 1]
+[--modes stagewise gd sgd cd mu minibatch lda gensim anls]``
 
 All methods run under the same BLAS thread limit (default 1, see ``--threads``).
 """
@@ -41,6 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import _common  # noqa: E402
+import peers  # noqa: E402
 import streamnmf  # noqa: E402
 from streamnmf.datasets import make_dataset, make_init  # noqa: E402
 from streamnmf.metrics import log_total_correlation_error  # noqa: E402
@@ -59,6 +68,9 @@ SIZES = {
 }
 # stagewise stops by itself once converged; give it room on a loaded machine
 BUDGET_FACTOR = {"stagewise": 1.5, "gd": 1.0, "sgd": 0.75}
+# the peers get the longest budget an AND mode gets: they are slower, and the question is
+# how far they get, not only how fast
+BUDGET_FACTOR.update({peer: max(BUDGET_FACTOR.values()) for peer in peers.PEERS})
 NOISE = 0.01
 
 
@@ -179,13 +191,25 @@ def plot(results, path, title):
         "gd": dict(color="C1", label="AND gd (paper's T steps)"),
         "sgd": dict(color="C2", label="AND sgd (batch 1, 1 pass/stage)"),
         "cd": dict(color="C3", marker="o", ms=3, label="sklearn NMF cd (HALS)"),
+        "mu": dict(color="C4", label="sklearn NMF mu"),
+        "minibatch": dict(color="C5", marker="s", ms=3, label="sklearn MiniBatchNMF"),
+        "lda": dict(color="C6", marker="^", ms=3, label="sklearn online LDA (random start)"),
+        "gensim": dict(color="C7", marker="v", ms=3, label="gensim Nmf"),
+        "anls": dict(color="C8", marker="x", ms=4, label="ANLS (scipy nnls)"),
     }
+    legend = {}
     for ax, name in zip(axes.flat, names):
         for method, entry in results[name]["methods"].items():
             trace = entry["trace"]
             x = [p["seconds"] for p in trace]
             y = [p["ln_error"] for p in trace]
-            ax.plot(x, y, **styles.get(method, dict(label=method)))
+            (line,) = ax.plot(x, y, **styles.get(method, dict(label=method)))
+            legend.setdefault(line.get_label(), line)
+        skipped = results[name].get("not_applicable", {})
+        if skipped:  # say in the panel which methods were not run on this data set
+            ax.text(0.98, 0.5, "not run (signed data):\n" + ", ".join(skipped),
+                    transform=ax.transAxes, ha="right", va="center", fontsize=8,
+                    color="gray")
         lowest = min(p["ln_error"] for e in results[name]["methods"].values()
                      for p in e["trace"])
         if lowest < TARGET + 10:
@@ -196,11 +220,12 @@ def plot(results, path, title):
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(names):]:
         ax.axis("off")
-    handles, labels = axes.flat[0].get_legend_handles_labels()
+    # one entry per method, from whichever panels it appears in
+    handles, labels = list(legend.values()), list(legend)
     if len(names) < nrows * ncols:
         axes.flat[len(names)].legend(handles, labels, loc="center", frameon=False)
     else:
-        axes.flat[0].legend(fontsize=8)
+        fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 5), fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -212,8 +237,10 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="small sizes (< 3 min)")
     parser.add_argument("--out", default=str(_common.RESULTS))
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
-    parser.add_argument("--modes", nargs="+", default=list(MODES) + ["cd"],
-                        choices=list(MODES) + ["cd"])
+    parser.add_argument("--modes", nargs="+",
+                        default=list(MODES) + ["cd"] + peers.available()[0],
+                        choices=list(MODES) + ["cd"] + list(peers.PEERS),
+                        help="default: every AND mode, cd and every peer that imports here")
     parser.add_argument("--budget", type=float, default=None,
                         help="fitting seconds per AND run (default: 40 full, 4 quick; times BUDGET_FACTOR per mode)")
     parser.add_argument("--seed", type=int, default=0)
@@ -232,7 +259,7 @@ def main(argv=None):
         saved = json.loads(Path(args.replot).read_text())
         sz = saved["sizes"]
         plot(saved["results"], Path(args.replot).with_suffix(".png"),
-             f"AND vs sklearn cd, n={sz['n_components']}, m={sz['n_features']}, "
+             f"AND vs peers, n={sz['n_components']}, m={sz['n_features']}, "
              f"N={sz['n_samples']}, start A*(I+U)")
         return
     if args.threads:
@@ -262,6 +289,7 @@ def _main(args):
     compile_seconds = time.perf_counter() - t0
     print(f"warm-up (numba compile or cache load): {compile_seconds:.1f} s", flush=True)
 
+    peer_missing = peers.available()[1]  # {peer: why it cannot run here}, e.g. no gensim
     results = {}
     t_start = time.perf_counter()
     for name in args.datasets:
@@ -270,8 +298,18 @@ def _main(args):
         start = make_init(truth, in_span=1.0, random_state=args.seed + 1)
         entry = dict(start_ln_error=log_total_correlation_error(start, truth),
                      data_min=float(data.min()), methods={})
+        shared = {}  # the peers' clipped start, prepared once per data set
         for mode in args.modes:
-            if mode == "cd":
+            if mode in peers.PEERS:
+                # not in "methods" (summarize.py reads every method's trace): a reason instead
+                reason = peers.applicable(data) or peer_missing.get(mode)
+                if reason:
+                    entry.setdefault("not_applicable", {})[mode] = reason
+                    print(f"  {name:8s} {mode:9s} not run: {reason}", flush=True)
+                    continue
+                trace, info = peers.run_peer(mode, data, truth, start,
+                                             budget * BUDGET_FACTOR[mode], shared)
+            elif mode == "cd":
                 trace, info = run_cd(data, truth, start)
             else:
                 trace, info = run_and(mode, data, truth, start, budget * BUDGET_FACTOR[mode],
@@ -346,13 +384,19 @@ def _main(args):
             f"+ {SLACK}, for every method alike.",
             "AND runs from A0 = A*(I+U) unclipped; cd from max(A0, 0) (it needs a "
             "non-negative start).",
+            "Peers (bench/peers.py): seconds are cumulative fitting time (evaluation "
+            "excluded), or for minibatch a fresh run per max_iter like cd; starts and "
+            "settings in each method's 'start' and 'settings'; mu and minibatch start from "
+            "cd's start with its zeros lifted (multiplicative updates cannot move a zero); "
+            "lda from its own random start. Data with negative entries: 'not_applicable'.",
         ],
+        peers_unavailable=peer_missing,
         warmup_seconds=compile_seconds, total_seconds=total, summary=rows, results=results,
         machine=machine,
     )
     json_path = _common.save_json(payload, out / f"{stem}.json")
     png_path = out / f"{stem}.png"
-    plot(results, png_path, f"AND vs sklearn cd, n={n}, m={m}, N={N}, start A*(I+U)")
+    plot(results, png_path, f"AND vs peers, n={n}, m={m}, N={N}, start A*(I+U)")
     print(f"wrote {json_path} and {png_path}")
 
 
