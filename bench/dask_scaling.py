@@ -11,11 +11,12 @@ stages on the same data:
 * ``dask-1``: ``LocalCluster(n_workers=1, threads_per_worker=1, processes=True)``, a fresh
   cluster per fit (no idle cluster running in this process while another one is timed);
 * ``dask-2``: the same with 2 worker processes;
-* ``raw-1`` / ``raw-2``: the map work of a pass (read, decode, accumulate; no Dask, no solve)
-  in 1 or 2 plain processes of a ``multiprocessing`` pool, decoding with the fits' middle
-  stage's matrix and threshold: the speedup this machine allows at that moment. On a shared machine with ``sched_autogroup_enabled=1`` CPU is shared fairly
-  between sessions, so while other sessions are busy a second process of this session gets
-  little extra CPU, and no code can reach 2x; ``raw-1 / raw-2`` measures that ceiling.
+* ``raw-1`` / ``raw-2``: the map work of a pass (read, decode, accumulate; no Dask, no solve) in
+  1 or 2 plain processes of a ``multiprocessing`` pool, decoding with the fits' middle stage's
+  matrix and threshold: the speedup this machine allows at that moment. On a shared machine with
+  ``sched_autogroup_enabled=1`` CPU is shared fairly between sessions, so while other sessions
+  are busy a second process of this session gets little extra CPU, and no code can reach 2x;
+  ``raw-1 / raw-2`` measures that ceiling.
 
 The seconds of a pass are the differences of ``history_["seconds"]`` (map-reduce wall time plus
 the client's solve; callbacks excluded); the first stage of every fit is dropped (cluster

@@ -28,8 +28,9 @@ set (dir, ctm-ref, ctm, neg, noise with gamma = 0.01) it runs
   run and ``not_applicable`` in the JSON says why (cd shows that case).
 
 Outputs ``recovery[-quick].json`` and ``recovery[-quick].png`` (one panel per data set) in
-``--out`` (``bench/summarize.py`` reads the JSON) and prints a table: final ln error, time to ln -38, time to cd's 200-iteration error
-and the ratio stagewise / cd for the latter (acceptance: <= 1/5).
+``--out`` (``bench/summarize.py`` reads the JSON) and prints a table: final ln error, time to ln
+-38, time to cd's 200-iteration error and the ratio stagewise / cd for the latter (acceptance:
+<= 1/5).
 
 Usage: ``python bench/recovery.py [--quick] [--out bench/results] [--threads 1]
 [--modes stagewise gd sgd cd mu minibatch lda gensim anls]``

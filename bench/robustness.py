@@ -39,10 +39,10 @@ time is secondary: every run records the load average.
 
 ``--parts variants`` (``robustness-variants.json``) is a side probe, not in the paper: the
 adaptive rule without its stall probes (``probe=None``, the default before 2026-11-23), with
-``kappa`` 1.5 and 3, ``max_decay=2`` and a forced minimum decay of 1.1 per stage, on the settings where it stalls (rl = 3, k = 40, 80), on DIR rl = 1 and on the noise
-data (gamma 0.01). ``--rl/--rn/--k VALUES --suffix NAME`` runs other values (e.g.
-``--parts b1 --rl '' --rn 0.1,0.2,0.5 --suffix large-rn``: out-of-span noise as large as the
-paper describes, see below).
+``kappa`` 1.5 and 3, ``max_decay=2`` and a forced minimum decay of 1.1 per stage, on the
+settings where it stalls (rl = 3, k = 40, 80), on DIR rl = 1 and on the noise data (gamma 0.01).
+``--rl/--rn/--k VALUES --suffix NAME`` runs other values (e.g. ``--parts b1 --rl '' --rn
+0.1,0.2,0.5 --suffix large-rn``: out-of-span noise as large as the paper describes, see below).
 
 Usage: ``python bench/robustness.py [--quick] [--parts b1,b2,variants] [--out bench/results]``;
 ``--from-json FILE`` redoes the tables, verdicts, ``findings`` and plot without fitting.
