@@ -48,6 +48,7 @@ from collections import OrderedDict
 import numpy as np
 
 from . import _engine
+from ._engine import single_threaded_blas
 from .sources import (
     ArraySource, Prefetch, Source, block_order, check_block, default_block_rows, pass_ranges,
 )
@@ -86,43 +87,6 @@ def _import_dask():
 
 
 # -- worker side ---------------------------------------------------------------------------------
-
-_LIMIT_LOCK = threading.Lock()
-_limit_state = {"depth": 0, "limiter": None, "controller": None}
-
-
-@contextlib.contextmanager
-def single_threaded_blas():
-    """Run BLAS on one thread inside the block (re-entrant, safe across threads).
-
-    Worker processes started by a Dask nanny already have ``OPENBLAS_NUM_THREADS=1`` (and the
-    OMP/MKL twins: ``distributed.nanny.pre-spawn-environ``); this covers threads of the client
-    process (``LocalCluster(processes=False)``, the threaded scheduler) and workers started
-    without a nanny. The first task that enters sets the limit, the last that leaves restores it.
-    """
-    with _LIMIT_LOCK:
-        if _limit_state["depth"] == 0:
-            controller = _limit_state["controller"]
-            if controller is None:
-                try:
-                    from threadpoolctl import ThreadpoolController
-
-                    controller = ThreadpoolController()
-                except Exception:  # noqa: BLE001 - no threadpoolctl: rely on the environment
-                    controller = False
-                _limit_state["controller"] = controller
-            if controller and any(lib.num_threads > 1 for lib in controller.lib_controllers):
-                _limit_state["limiter"] = controller.limit(limits=1, user_api="blas")
-        _limit_state["depth"] += 1
-    try:
-        yield
-    finally:
-        with _LIMIT_LOCK:
-            _limit_state["depth"] -= 1
-            if _limit_state["depth"] == 0 and _limit_state["limiter"] is not None:
-                _limit_state["limiter"].restore_original_limits()
-                _limit_state["limiter"] = None
-
 
 #: raise glibc's mmap/trim thresholds in worker processes started with the nanny's
 #: ``MALLOC_TRIM_THRESHOLD_`` (see ``_tune_malloc``); False leaves malloc alone
@@ -191,6 +155,9 @@ def _accumulate(blocks, D, alpha, kind, with_sum_y):
     """
     _tune_malloc()
     stats = _engine.StageStats(D.shape[1], D.shape[0], with_sum_y)
+    # Workers started by a Dask nanny already have OPENBLAS_NUM_THREADS=1 (and the OMP/MKL
+    # twins: ``distributed.nanny.pre-spawn-environ``); this covers threads of the client
+    # process (LocalCluster(processes=False), the threaded scheduler) and nanny-less workers.
     with single_threaded_blas():
         for Y in blocks:
             stats.add(Y, *_engine.decode(Y, D, alpha, kind), with_products=True)

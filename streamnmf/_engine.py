@@ -11,6 +11,8 @@ paper's ``A`` transposed and ``D`` (n_features, n_components) is the paper's dec
 transposed, so a block decodes as ``Y @ D``.
 """
 
+import contextlib
+import threading
 import time
 
 import numpy as np
@@ -27,11 +29,31 @@ from . import _kernels as K
 #: single-threaded; the big per-block products keep all threads. Entering the limit costs
 #: about 10 us with a controller built once.
 _BLAS = ThreadpoolController()
+_BLAS_LOCK = threading.Lock()
+_blas_limit = {"depth": 0, "limiter": None}
 
 
+@contextlib.contextmanager
 def single_threaded_blas():
-    """Context manager limiting BLAS to one thread."""
-    return _BLAS.limit(limits=1, user_api="blas")
+    """Limit BLAS to one thread inside the block.
+
+    The limit is process-wide, so the context is re-entrant and safe across threads (Dask
+    tasks in threads of one process, the client's stage end): the first to enter sets the
+    limit, the last to leave restores the original one.
+    """
+    with _BLAS_LOCK:
+        if _blas_limit["depth"] == 0 and any(
+                lib.user_api == "blas" and lib.num_threads > 1 for lib in _BLAS.lib_controllers):
+            _blas_limit["limiter"] = _BLAS.limit(limits=1, user_api="blas")
+        _blas_limit["depth"] += 1
+    try:
+        yield
+    finally:
+        with _BLAS_LOCK:
+            _blas_limit["depth"] -= 1
+            if _blas_limit["depth"] == 0 and _blas_limit["limiter"] is not None:
+                _blas_limit["limiter"].restore_original_limits()
+                _blas_limit["limiter"] = None
 
 
 #: default per-sample step of "sgd", relative to 1 / mean ||z||^2 of the first block
