@@ -192,6 +192,15 @@ def save_json(obj, path):
     return path
 
 
+def write_results(result, out, name, quick, plot):
+    """Save ``result`` as ``<out>/<name>[-quick].json``, draw ``plot(result, png_path)`` next
+    to it and print where both went (with ``result["total_seconds"]``)."""
+    stem = Path(out) / (name + ("-quick" if quick else ""))
+    path = save_json(result, stem.with_suffix(".json"))
+    plot(result, stem.with_suffix(".png"))
+    print(f"wrote {path} and {stem.with_suffix('.png')} ({result['total_seconds']:.0f} s)")
+
+
 def table(rows, columns, floatfmt="{:.3g}"):
     """A plain-text table of ``rows`` (dicts) in ``columns`` (list of (key, title))."""
     def fmt(v):

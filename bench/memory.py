@@ -310,11 +310,7 @@ def main(argv=None):
     print(f"compile (empty numba cache): +{compile_info['compile_s']:.2f} s on the first fit; "
           f"CLI peak RSS {compile_info['cli_cold_maxrss_mib']:.0f} MiB while compiling vs "
           f"{compile_info['cli_warm_maxrss_mib']:.0f} MiB (excluded from the table above)")
-    suffix = "-quick" if args.quick else ""
-    out = Path(args.out)
-    path = _common.save_json(result, out / f"memory{suffix}.json")
-    plot(result, out / f"memory{suffix}.png")
-    print(f"wrote {path} and {out / f'memory{suffix}.png'} ({result['total_seconds']:.0f} s)")
+    _common.write_results(result, args.out, "memory", args.quick, plot)
     return 0
 
 

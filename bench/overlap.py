@@ -321,11 +321,7 @@ def main(argv=None):
           " history_ s = the library's own per-stage seconds (excludes reading/waiting)")
     warm = [w["warmup_s"] for w in workers]
     print(f"compile/cache-load warm-up per worker: median {np.median(warm):.2f} s (excluded)")
-    suffix = "-quick" if args.quick else ""
-    out = Path(args.out)
-    jpath = _common.save_json(result, out / f"overlap{suffix}.json")
-    plot(result, out / f"overlap{suffix}.png")
-    print(f"wrote {jpath} and {out / f'overlap{suffix}.png'} ({result['total_seconds']:.0f} s)")
+    _common.write_results(result, args.out, "overlap", args.quick, plot)
     return 0
 
 

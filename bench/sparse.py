@@ -494,11 +494,7 @@ def main(argv=None):
         print(f"init peak RSS on {init_mem['n_docs']} x {init_mem['n_words']}: " + ", ".join(
             f"{k} {v['maxrss_mib']:.0f} MiB / {v['wall_s']:.1f} s"
             for k, v in init_mem["runs"].items()))
-    suffix = "-quick" if args.quick else ""
-    out = Path(args.out)
-    jpath = _common.save_json(result, out / f"sparse{suffix}.json")
-    plot(result, out / f"sparse{suffix}.png")
-    print(f"wrote {jpath} and {out / f'sparse{suffix}.png'} ({result['total_seconds']:.0f} s)")
+    _common.write_results(result, args.out, "sparse", args.quick, plot)
     return 0
 
 
