@@ -11,19 +11,20 @@ alternating) and interleaved:
 
 * ``fit, prefetch on``: ``AND(n_stages=S).fit(HDF5Source(path, prefetch=True))``; the time of a
   stage is the WALL time between the end-of-stage callbacks (a full pass: reading, waiting,
-  computing, the end-of-stage solve). ``history_["seconds"]`` is recorded too, but it only
-  counts the time spent inside the stage loop (``StageLoop.consume`` and ``end_stage``), not
-  the time spent in the source's ``next()``, so it leaves out reading and waiting for blocks.
+  computing, the end-of-stage solve); ``history_["seconds"]`` is recorded too. The file is
+  written contiguous, so the source hands out blocks mapped from the page cache.
 * ``read``: the bare read of the same blocks (``HDF5Source.block_rows`` rows each) with
   ``Dataset.read_direct`` into one reused buffer.
 * ``compute``: ``streamnmf._engine.block_stats(Y, D, alpha, HARD)`` (decode + statistics) on
   the same blocks held in memory, with the ``D`` and ``alpha`` of every stage >= 1 of the fit
   (captured in its callback).
-* ``fit, prefetch off``, then ``read`` again.
+* ``fit, prefetch off``; ``fit, read_direct``: prefetch on with ``memory_map=False`` (every block
+  copied through HDF5, as before the mapped reads); then ``read`` again.
 
 Reported per start and thread setting: medians over stages >= 1 and repeats, and the ratio
 ``pass / max(read, compute)`` computed within each worker (the same load period) for every
-stage >= 1, then the median. Acceptance: the ratio with prefetch on is at most 1.25.
+stage >= 1, then the median. Acceptance: the ratio with prefetch on is at most 1.25 (the
+reference ``read`` stays the bare ``read_direct``, whichever way the fit reads).
 
 Compile time: a small fit of in-memory data of the same dtype runs first in every worker and
 is reported separately (``warmup_s``; the kernels are cached on disk, so it is mostly the cache
@@ -112,7 +113,7 @@ def worker(spec):
             block_stats(X[a:b], D, alpha, K.HARD)
         return time.perf_counter() - t
 
-    def fit(init, prefetch, capture):
+    def fit(init, prefetch, capture, memory_map=True):
         marks, captured = [], []
 
         def callback(est, row):
@@ -122,7 +123,7 @@ def worker(spec):
             return False
 
         C0 = make_init(truth, random_state=1) if init == "warm" else "random"
-        source = HDF5Source(path, prefetch=prefetch)
+        source = HDF5Source(path, prefetch=prefetch, memory_map=memory_map)
         est = AND(RANK, init=C0, n_stages=n_stages, n_iter_no_change=None, tol=None,
                   random_state=0, callback=callback)
         t0 = time.perf_counter()
@@ -143,6 +144,7 @@ def worker(spec):
         rec["compute"] = [compute_pass(D, alpha) for D, alpha in stages]
         rec["compute_alpha"] = [alpha for _, alpha in stages]
         rec["fit_off"], _ = fit(init, False, capture=False)
+        rec["fit_copy"], _ = fit(init, True, capture=False, memory_map=False)
         rec["read"].append(read_pass())
         rec["loadavg"] = loadavg()
         out["inits"][init] = rec
@@ -171,16 +173,20 @@ def summarise(workers, inits):
                 continue
             on = [t for r in recs for t in r["fit_on"]["stage_wall_s"][1:]]
             off = [t for r in recs for t in r["fit_off"]["stage_wall_s"][1:]]
+            copy = [t for r in recs for t in r["fit_copy"]["stage_wall_s"][1:]]
             hist_on = [t for r in recs for t in r["fit_on"]["stage_history_s"][1:]]
             hist_off = [t for r in recs for t in r["fit_off"]["stage_history_s"][1:]]
             read = [t for r in recs for t in r["read"]]
             comp = [t for r in recs for t in r["compute"]]
             s = dict(pass_on=_common.summary(on), pass_off=_common.summary(off),
+                     pass_copy=_common.summary(copy),
                      history_on=_common.summary(hist_on), history_off=_common.summary(hist_off),
                      read=_common.summary(read), compute=_common.summary(comp))
             ref = max(s["read"]["median"], s["compute"]["median"])
             s["ratio_on_paired"] = _common.summary([x for r in recs for x in _paired_ratios(r, "fit_on")])
             s["ratio_off_paired"] = _common.summary([x for r in recs for x in _paired_ratios(r, "fit_off")])
+            s["ratio_copy_paired"] = _common.summary(
+                [x for r in recs for x in _paired_ratios(r, "fit_copy")])
             s["ratio_on_of_medians"] = s["pass_on"]["median"] / ref
             s["ratio_off_of_medians"] = s["pass_off"]["median"] / ref
             s["serial_ratio"] = (s["read"]["median"] + s["compute"]["median"]) / ref
@@ -198,7 +204,8 @@ def summarise(workers, inits):
                 on=s["pass_on"]["median"], off=s["pass_off"]["median"],
                 hon=s["history_on"]["median"], ron=s["ratio_on_paired"]["median"],
                 gap_off=s["wall_minus_history_off"]["median"],
-                roff=s["ratio_off_paired"]["median"],
+                roff=s["ratio_off_paired"]["median"], copy=s["pass_copy"]["median"],
+                rcopy=s["ratio_copy_paired"]["median"],
                 dens=float(np.median(s["density"][1:])), load=float(np.median(s["loadavg"])),
                 ok="yes" if s["meets_target"] else "NO"))
     return summary, rows
@@ -214,21 +221,22 @@ def plot(result, path):
     fig, ax = plt.subplots(figsize=(11, 4.8))
     parts = [("read", "bare read_direct", "#8fb3d9"), ("compute", "bare block_stats", "#f2b77c"),
              ("pass_on", "stagewise pass, prefetch on", "#3a7d44"),
-             ("pass_off", "stagewise pass, prefetch off", "#b0413e")]
-    width = 0.2
+             ("pass_off", "stagewise pass, prefetch off", "#b0413e"),
+             ("pass_copy", "stagewise pass, prefetch on, read_direct", "#7b5ea7")]
+    width = 0.16
     x = np.arange(len(keys))
     for i, (name, label, color) in enumerate(parts):
         med = [result["summary"][k][name]["median"] for k in keys]
         lo = [result["summary"][k][name]["min"] for k in keys]
         hi = [result["summary"][k][name]["max"] for k in keys]
-        ax.bar(x + (i - 1.5) * width, med, width, color=color, label=label,
+        ax.bar(x + (i - 2) * width, med, width, color=color, label=label,
                yerr=[np.subtract(med, lo), np.subtract(hi, med)], capsize=2)
     for j, k in enumerate(keys):
         s = result["summary"][k]
         ref = TARGET * max(s["read"]["median"], s["compute"]["median"])
-        ax.hlines(ref, j - 2 * width, j + 2 * width, color="k", ls="--", lw=1,
+        ax.hlines(ref, j - 2.5 * width, j + 2.5 * width, color="k", ls="--", lw=1,
                   label="1.25 x max(read, compute)" if j == 0 else None)
-        ax.text(j + 0.5 * width, s["pass_on"]["median"], f"{s['ratio_on_paired']['median']:.2f}x",
+        ax.text(j, s["pass_on"]["median"], f"{s['ratio_on_paired']['median']:.2f}x",
                 ha="center", va="bottom", fontsize=8)
     ax.set_xticks(x)
     ax.set_xticklabels([k.replace("/", "\n") for k in keys])
@@ -315,10 +323,11 @@ def main(argv=None):
         ("serial", "read+compute"), ("on", "pass prefetch"), ("off", "pass no prefetch"),
         ("hon", "history_ s (prefetch)"), ("gap_off", "wall-history_ (no prefetch)"),
         ("ron", "ratio prefetch"),
-        ("roff", "ratio no prefetch"), ("dens", "code density"), ("load", "load 1m"),
+        ("roff", "ratio no prefetch"), ("copy", "pass read_direct"),
+        ("rcopy", "ratio read_direct"), ("dens", "code density"), ("load", "load 1m"),
         ("ok", "<= 1.25")]))
     print("ratio = pass / max(read, compute), paired within a worker, median over stages >= 1;"
-          " history_ s = the library's own per-stage seconds (excludes reading/waiting)")
+          " pass read_direct = prefetch on, memory_map=False")
     warm = [w["warmup_s"] for w in workers]
     print(f"compile/cache-load warm-up per worker: median {np.median(warm):.2f} s (excluded)")
     _common.write_results(result, args.out, "overlap", args.quick, plot)

@@ -1258,8 +1258,8 @@ def write_hdf5(path, source, n_samples=None, n_components=None, n_features=None,
 
     Layout (``N = n_samples``, ``m = n_features``, ``n = n_components``):
 
-    * dense (``sparse=False``): dataset ``<dataset>`` of shape (N, m), samples as rows, chunked
-      by whole rows with about 1 MiB per chunk.
+    * dense (``sparse=False``): dataset ``<dataset>`` of shape (N, m), samples as rows, stored
+      contiguous (compressed: chunked by whole rows with about 1 MiB per chunk).
     * CSR (``sparse=True``): group ``<dataset>`` holding ``data`` (nnz values), ``indices``
       (nnz column indices, int32 unless m needs int64) and ``indptr`` (N + 1, int64), with group
       attributes ``shape = (N, m)``, ``encoding-type = "csr_matrix"``,
@@ -1418,8 +1418,11 @@ def write_hdf5(path, source, n_samples=None, n_components=None, n_features=None,
                 indptr_ds[0] = 0
                 nnz = 0
             else:
-                data_ds = f.create_dataset(dataset, shape=(n, m), dtype=stream.dtype,
-                                           chunks=(rows_per_chunk, m), **filters)
+                # uncompressed: one contiguous extent, so every block a reader takes is one
+                # piece of the file (HDF5Source maps it instead of copying it)
+                data_ds = f.create_dataset(
+                    dataset, shape=(n, m), dtype=stream.dtype,
+                    chunks=(rows_per_chunk, m) if compression else None, **filters)
 
             for start in range(0, n, block_size):
                 stop = min(start + block_size, n)

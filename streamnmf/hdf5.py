@@ -3,8 +3,9 @@
 Layout the reader expects (and :func:`write_dense` / :func:`write_csr` in the tests write):
 
 * dense: a 2-D numeric dataset of shape (n_samples, n_features), samples as rows. Reads are
-  fastest uncompressed and chunked by whole rows (a few hundred rows x all features); the
-  default block height is a multiple of the chunk height so no chunk is read twice.
+  fastest uncompressed, stored contiguous or chunked by whole rows (a few hundred rows x all
+  features); the default block height is a multiple of the chunk height so no chunk is read
+  twice.
 * CSR: a group holding the 1-D datasets ``data`` (n_stored,), ``indices`` (n_stored,) and
   ``indptr`` (n_samples + 1,) and the attribute ``shape = (n_samples, n_features)``: the
   convention of anndata (``encoding-type = "csr_matrix"``) and h5sparse (``h5sparse_shape``).
@@ -19,8 +20,18 @@ float16) are converted to float64 while reading, unless ``dtype`` asks for float
 The source holds only the path, the dataset name and the layout; the file is opened read-only
 at the first :meth:`HDF5Source.blocks` call and dropped when the source is pickled, so the
 source can be sent to other processes (Dask workers) that open the file themselves.
+
+Where the bytes of a block lie in one piece in the file (uncompressed data, stored contiguous or
+in chunks of whole rows that follow one another, in the machine's byte order and the requested
+type), the block is not copied at all: it is a view of a private memory map of that piece of
+the file (``mmap.ACCESS_COPY``: the pages come straight from the operating system's file cache,
+and writing to the block changes neither the file nor other blocks). Reading a block from the
+cache then costs a few page faults instead of a copy through HDF5, which leaves the cores to
+the kernels (issue 3's overlap on two cores). Every other block is read with ``read_direct``.
+``memory_map=False`` turns this off.
 """
 
+import mmap
 import numbers
 import os
 import threading
@@ -254,10 +265,114 @@ def _check_numeric(dtype, label):
     )
 
 
+class _FileMap:
+    """Rows of an uncompressed HDF5 dataset as views of a private memory map of the file.
+
+    Knows where every stored chunk (or the one contiguous extent) of the dataset starts in the
+    file; :meth:`rows` maps rows ``[lo, hi)`` when their bytes lie in one piece (one chunk, or
+    chunks that follow one another without gaps). Built by :meth:`of`, which returns None for
+    a dataset the file's bytes cannot stand for directly.
+
+    Parameters
+    ----------
+    fd : int
+        Read-only descriptor of the file (mmap duplicates it; closing it later is safe).
+    offsets : ndarray of int64, shape (n_chunks,)
+        File offset of each chunk's first byte, -1 where a chunk is not stored.
+    chunk_rows : int
+        Rows per chunk (the dataset's rows for a contiguous dataset).
+    row_shape : tuple of int
+        Shape of one row (``(n_features,)`` or ``()`` for a 1-D dataset).
+    dtype : numpy dtype
+    """
+
+    def __init__(self, fd, offsets, chunk_rows, row_shape, dtype):
+        self.fd, self.offsets, self.chunk_rows = fd, offsets, chunk_rows
+        self.row_shape, self.dtype = tuple(row_shape), np.dtype(dtype)
+        self.row_bytes = int(np.prod(self.row_shape, dtype=np.int64)) * self.dtype.itemsize
+
+    @classmethod
+    def of(cls, dset, fd, dtype):
+        """The map of ``dset`` read as ``dtype``, or None if its stored bytes are not that.
+
+        Parameters
+        ----------
+        dset : h5py.Dataset
+        fd : int
+        dtype : numpy dtype
+
+        Returns
+        -------
+        _FileMap or None
+        """
+        plist = dset.id.get_create_plist()
+        layout = plist.get_layout()
+        if (dset.dtype != dtype or not dset.dtype.isnative or plist.get_nfilters()
+                or dset.file.driver != "sec2" or dset.external or dset.is_virtual
+                or dset.size == 0 or layout not in (h5py.h5d.CONTIGUOUS, h5py.h5d.CHUNKED)):
+            return None
+        n_rows = dset.shape[0]
+        if layout == h5py.h5d.CONTIGUOUS:
+            start = dset.id.get_offset()
+            if start is None:  # never written: no storage
+                return None
+            chunk_rows, offsets = n_rows, np.array([start], dtype=np.int64)
+        else:
+            if tuple(dset.chunks[1:]) != tuple(dset.shape[1:]):
+                return None  # a chunk holds parts of rows: a row's bytes are scattered
+            chunk_rows = int(dset.chunks[0])
+            offsets = np.full(-(-n_rows // chunk_rows), -1, dtype=np.int64)
+            for row, start in _stored_chunks(dset):
+                offsets[row // chunk_rows] = start
+        # (h5py's offsets count from the start of the file, a user block included)
+        file_map = cls(fd, offsets, chunk_rows, dset.shape[1:], dtype)
+        # the bytes must be the values: compare one row read both ways
+        first = int(np.argmax(offsets >= 0)) * chunk_rows
+        view = file_map.rows(first, first + 1) if offsets.max() >= 0 else None
+        if view is None or view.tobytes() != dset[first:first + 1].tobytes():
+            return None
+        return file_map
+
+    def rows(self, lo, hi):
+        """Rows ``[lo, hi)`` (``hi > lo``) as a writable view of the file, or None if their
+        bytes are not in one piece.
+
+        Returns
+        -------
+        ndarray of shape (hi - lo,) + row_shape, or None
+        """
+        chunk_rows, row_bytes = self.chunk_rows, self.row_bytes
+        first, last = lo // chunk_rows, (hi - 1) // chunk_rows
+        offsets = self.offsets[first:last + 1]
+        if offsets.min() < 0 or np.any(np.diff(offsets) != chunk_rows * row_bytes):
+            return None
+        start = int(offsets[0]) + (lo - first * chunk_rows) * row_bytes
+        size = (hi - lo) * row_bytes
+        base = start - start % mmap.ALLOCATIONGRANULARITY  # mmap offsets must be aligned
+        pages = mmap.mmap(self.fd, size + start - base, access=mmap.ACCESS_COPY, offset=base)
+        # the array keeps the map alive; the map is unmapped when the last view is dropped
+        values = np.frombuffer(pages, dtype=self.dtype, count=size // self.dtype.itemsize,
+                               offset=start - base)
+        return values.reshape((hi - lo,) + self.row_shape)
+
+
+def _stored_chunks(dset):
+    """``(first row, file offset)`` of every stored chunk of a dataset chunked by rows."""
+    found = []
+    try:  # one call for all chunks (HDF5 >= 1.12.3 / 1.14)
+        dset.id.chunk_iter(lambda info: found.append((info.chunk_offset[0], info.byte_offset)))
+    except (AttributeError, NotImplementedError):
+        for index in range(dset.id.get_num_chunks()):
+            info = dset.id.get_chunk_info(index)
+            found.append((info.chunk_offset[0], info.byte_offset))
+    return found
+
+
 class HDF5Source(Source):
     """Row blocks of a dense 2-D dataset or a CSR group of an HDF5 file.
 
-    Blocks are read with ``read_direct`` into a ring of reused buffers: memory stays at a few
+    Blocks are mapped from the file where their bytes lie in one piece (module docstring),
+    otherwise read with ``read_direct`` into a ring of reused buffers: memory stays at a few
     blocks (plus ``indptr`` for CSR) whatever the file size: 3 buffers, ``3 + prefetch`` when
     reading ahead. **A yielded block is valid until two more blocks have been taken from the
     same iterator** (asking for the third may overwrite it); copy it to keep it longer.
@@ -285,6 +400,10 @@ class HDF5Source(Source):
         Read the next blocks in a background thread while the caller computes (see
         :class:`~streamnmf.sources.Prefetch`); an int is the number of blocks read ahead,
         True is 2.
+    memory_map : bool, default=True
+        Hand out blocks whose bytes lie in one piece of the file as views of a private memory
+        map instead of copies (module docstring); False reads every block with
+        ``read_direct``. The values are the same either way.
 
     Attributes
     ----------
@@ -308,7 +427,7 @@ class HDF5Source(Source):
     """
 
     def __init__(self, path, dataset=None, block_rows=None, shuffle=False, random_state=None,
-                 dtype=None, prefetch=False):
+                 dtype=None, prefetch=False, memory_map=True):
         given = os.fspath(path)
         self.path = os.path.abspath(given)  # workers may run in another directory
         if not os.path.exists(self.path):
@@ -326,12 +445,15 @@ class HDF5Source(Source):
         if not isinstance(prefetch, numbers.Integral) or prefetch < 0:
             raise ValueError(f"prefetch must be a bool or an int >= 0, got {prefetch!r}.")
         self.prefetch = int(prefetch)
+        self.memory_map = bool(memory_map)
         if dtype is not None and _as_dtype(dtype) not in FLOAT_DTYPES:
             raise ValueError(f"dtype must be None, np.float32 or np.float64, got {dtype!r}.")
         self._n_buffers = RING_BUFFERS
         self._lock = threading.Lock()
         self._file = None
         self._arrays = None  # the open h5py datasets read from: (dense,) or (data, indices)
+        self._maps = None  # a _FileMap or None per array
+        self._fd = None  # descriptor the maps are made from
         with self._open_file() as file:
             self.dataset = self._resolve_name(file, dataset)
             self._layout = _Layout(file[self.dataset], self._label())
@@ -457,9 +579,15 @@ class HDF5Source(Source):
                 raise
             self._layout = layout
             if self.kind == "dense":
-                self._arrays = (obj,)
+                self._arrays, dtypes = (obj,), (self.dtype,)
             else:
                 self._arrays = (obj["data"], obj["indices"])
+                dtypes = (self.dtype, self._index_dtype(self.nnz))
+            self._maps = (None,) * len(self._arrays)
+            if self.memory_map:
+                self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+                self._maps = tuple(_FileMap.of(array, self._fd, dtype)
+                                   for array, dtype in zip(self._arrays, dtypes))
             self._file = file
 
     def close(self):
@@ -467,8 +595,10 @@ class HDF5Source(Source):
         with self._lock:
             if self._file is not None:
                 self._file.close()
-            self._file = None
-            self._arrays = None
+            if self._fd is not None:
+                os.close(self._fd)  # maps still alive keep their own duplicate
+            self._file = self._fd = None
+            self._arrays = self._maps = None
 
     def __enter__(self):
         return self
@@ -479,7 +609,7 @@ class HDF5Source(Source):
     def __getstate__(self):
         # h5py handles and locks cannot be pickled; indptr is reread where the copy opens
         state = self.__dict__.copy()
-        state.update(_file=None, _arrays=None, _lock=None)
+        state.update(_file=None, _arrays=None, _maps=None, _fd=None, _lock=None)
         if self.kind == "csr":
             layout = _Layout.__new__(_Layout)
             layout.__dict__.update(self._layout.__dict__, indptr=None)
@@ -556,23 +686,32 @@ class HDF5Source(Source):
         return (np.empty(nnz, dtype=self.dtype), np.empty(nnz, dtype=index_dtype),
                 np.empty(n_rows + 1, dtype=index_dtype))
 
+    def _rows(self, which, lo, hi, buffer):
+        """Rows ``[lo, hi)`` of array ``which``: a view of the file where mapped, else read
+        into ``buffer``."""
+        file_map = self._maps[which]
+        if hi > lo and file_map is not None and file_map.dtype == buffer.dtype:
+            view = file_map.rows(lo, hi)
+            if view is not None:
+                return view
+        if hi > lo:
+            self._arrays[which].read_direct(buffer, np.s_[lo:hi], np.s_[0:hi - lo])
+        return buffer[:hi - lo]
+
     def _read_into(self, buffers, row_start, row_stop):
         n_rows = row_stop - row_start
         where = f"{self._label()} rows {row_start}:{row_stop}"
         if self.kind == "dense":
-            block = buffers[:n_rows]
-            if n_rows:
-                self._arrays[0].read_direct(buffers, np.s_[row_start:row_stop], np.s_[0:n_rows])
+            block = self._rows(0, row_start, row_stop, buffers)
             _check_finite(block, where)
             return block
         data_buffer, indices_buffer, indptr_buffer = buffers
         indptr = self._layout.indptr
         lo, hi = int(indptr[row_start]), int(indptr[row_stop])
         nnz = hi - lo
-        data, indices = data_buffer[:nnz], indices_buffer[:nnz]
+        data = self._rows(0, lo, hi, data_buffer)
+        indices = self._rows(1, lo, hi, indices_buffer)
         if nnz:
-            self._arrays[0].read_direct(data_buffer, np.s_[lo:hi], np.s_[0:nnz])
-            self._arrays[1].read_direct(indices_buffer, np.s_[lo:hi], np.s_[0:nnz])
             low, high = indices.min(), indices.max()
             if low < 0 or high >= self.n_features:
                 raise ValueError(

@@ -1,5 +1,6 @@
 """Sources: in-memory, streamed and HDF5 row blocks, shuffling, resume, prefetching, errors."""
 
+import mmap
 import pathlib
 import pickle
 import threading
@@ -190,11 +191,12 @@ def test_as_source_dispatch(dense, h5file):
 
 # -- HDF5: reading -------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("memory_map", [True, False])
 @pytest.mark.parametrize("name", ["data", "contiguous", "X", "nested/X32"])
 @pytest.mark.parametrize("block_rows", [1, 64, 100, 1000, 5000])
-def test_hdf5_reads_back_the_array(h5file, dense, csr, name, block_rows):
+def test_hdf5_reads_back_the_array(h5file, dense, csr, name, block_rows, memory_map):
     expected = csr if "X" in name else dense
-    source = HDF5Source(h5file, name, block_rows=block_rows)
+    source = HDF5Source(h5file, name, block_rows=block_rows, memory_map=memory_map)
     assert (source.n_samples, source.n_features) == (N_SAMPLES, N_FEATURES)
     assert source.kind == ("csr" if "X" in name else "dense")
     for start in (0, 1, 63, 64, 517, 999):
@@ -236,9 +238,11 @@ def test_hdf5_default_block_rows_are_whole_chunks(h5file):
     assert source.block_rows % 64 == 0
 
 
-def test_hdf5_blocks_stay_valid_for_two_more(h5file, dense):
+@pytest.mark.parametrize("memory_map", [True, False])
+def test_hdf5_blocks_stay_valid_for_two_more(h5file, dense, memory_map):
     for prefetch in (False, 1, 3):
-        source = HDF5Source(h5file, "data", block_rows=50, prefetch=prefetch)
+        source = HDF5Source(h5file, "data", block_rows=50, prefetch=prefetch,
+                            memory_map=memory_map)
         held = []
         for block in source.blocks():
             held.append(block)
@@ -249,9 +253,123 @@ def test_hdf5_blocks_stay_valid_for_two_more(h5file, dense):
 
 
 def test_hdf5_csr_ring_reuses_buffers(h5file):
-    blocks = list(HDF5Source(h5file, "X", block_rows=100).blocks())
+    blocks = list(HDF5Source(h5file, "X", block_rows=100, memory_map=False).blocks())
     assert np.shares_memory(blocks[0].data, blocks[3].data)  # slot 0 again after 3 blocks
     assert not np.shares_memory(blocks[0].data, blocks[1].data)
+
+
+# -- HDF5: blocks mapped from the file ---------------------------------------------------------
+
+def is_mapped(array):
+    """Whether an array is a view of a memory map (not a buffer HDF5 read into)."""
+    base = array
+    while base is not None and not isinstance(base, mmap.mmap):
+        base = getattr(base, "base", None) if isinstance(base, np.ndarray) else getattr(
+            base, "obj", None)
+    return base is not None
+
+
+@pytest.fixture(scope="module")
+def layouts(tmp_path_factory, dense, csr):
+    """Datasets of one file in layouts that can and cannot be mapped."""
+    path = tmp_path_factory.mktemp("h5") / "layouts.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("gzip", data=dense, chunks=(64, N_FEATURES), compression="gzip")
+        f.create_dataset("big_endian", data=dense.astype(">f8"))
+        f.create_dataset("part_rows", data=dense, chunks=(64, 10))
+        f.create_dataset("unwritten", shape=dense.shape, dtype=np.float64)
+        # chunks written alternately with another dataset's: some blocks span a gap
+        gaps = f.create_dataset("gaps", shape=dense.shape, dtype=np.float64,
+                                chunks=(64, N_FEATURES))
+        other = f.create_dataset("other", shape=dense.shape, dtype=np.float64,
+                                 chunks=(64, N_FEATURES))
+        for start in range(0, N_SAMPLES, 256):
+            gaps[start:start + 256] = dense[start:start + 256]
+            other[start:start + 256] = 1.0
+            f.flush()  # allocate both datasets' chunks now, in turn
+        write_csr(f.create_group("X64"), csr)  # indices stored as int32
+        group = f.create_group("X_int64")
+        write_csr(group, csr)
+        del group["indices"]
+        group["indices"] = csr.indices.astype(np.int64)
+    return path
+
+
+@pytest.mark.parametrize("name", ["data", "contiguous"])
+def test_hdf5_maps_blocks_in_one_piece(h5file, dense, name):
+    source = HDF5Source(h5file, name, block_rows=100, prefetch=True)
+    blocks = [block.copy() if not is_mapped(block) else block for block in source.blocks()]
+    assert all(is_mapped(block) for block in blocks)
+    assert np.array_equal(np.vstack(blocks), dense)
+    assert all(block.flags.writeable and block.flags.c_contiguous for block in blocks)
+
+
+def test_hdf5_maps_where_it_can_and_reads_the_rest(layouts, dense):
+    source = HDF5Source(layouts, "gaps", block_rows=100)
+    blocks = [block.copy() if not is_mapped(block) else block for block in source.blocks()]
+    mapped = [is_mapped(block) for block in blocks]
+    assert any(mapped) and not all(mapped)  # blocks across a gap between chunks are read
+    assert np.array_equal(np.vstack(blocks), dense)
+
+
+@pytest.mark.parametrize("name, options", [
+    ("gzip", {}), ("big_endian", {}), ("part_rows", {}), ("data", {"dtype": np.float32}),
+    ("data", {"memory_map": False}),
+])
+def test_hdf5_reads_what_it_cannot_map(h5file, layouts, dense, name, options):
+    path = h5file if name == "data" else layouts
+    source = HDF5Source(path, name, block_rows=128, **options)
+    blocks = [block.copy() for block in source.blocks()]
+    assert not any(is_mapped(block) for block in source.blocks())
+    assert np.array_equal(np.vstack(blocks), dense.astype(source.dtype))
+
+
+def test_hdf5_unwritten_dataset_reads_fill_values(layouts):
+    got = collect(HDF5Source(layouts, "unwritten", block_rows=300).blocks())
+    assert np.array_equal(got, np.zeros((N_SAMPLES, N_FEATURES)))
+
+
+def test_hdf5_maps_after_a_user_block(tmp_path, dense):
+    path = tmp_path / "userblock.h5"
+    with h5py.File(path, "w", userblock_size=4096) as f:
+        f.create_dataset("data", data=dense)
+    blocks = list(HDF5Source(path, block_rows=300).blocks())
+    assert all(is_mapped(block) for block in blocks)
+    assert np.array_equal(np.vstack(blocks), dense)
+
+
+def test_hdf5_mapped_csr(layouts, csr):
+    for name, indices_mapped in (("X64", True), ("X_int64", False)):
+        blocks = list(HDF5Source(layouts, name, block_rows=1000).blocks())
+        assert is_mapped(blocks[0].data)
+        assert is_mapped(blocks[0].indices) == indices_mapped
+        assert blocks[0].indices.dtype == np.int32
+        assert (blocks[0] != csr).nnz == 0
+
+
+def test_hdf5_writing_a_mapped_block_changes_nothing_else(tmp_path, dense):
+    path = tmp_path / "mine.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("data", data=dense)
+    before = path.read_bytes()
+    source = HDF5Source(path, block_rows=100)
+    block = next(iter(source.blocks()))
+    assert is_mapped(block)
+    block[:] = -1.0
+    again = next(iter(source.blocks()))
+    source.close()
+    assert np.array_equal(again, dense[:100])
+    assert np.all(block == -1.0)  # still valid after close
+    assert path.read_bytes() == before
+
+
+def test_hdf5_pickled_source_maps_in_the_copy(h5file, dense):
+    source = HDF5Source(h5file, "contiguous", block_rows=400)
+    next(iter(source.blocks()))
+    copy = pickle.loads(pickle.dumps(source))
+    blocks = list(copy.blocks())
+    assert is_mapped(blocks[0])
+    assert np.array_equal(blocks[0], dense[:400])
 
 
 def test_hdf5_shuffle_reproducible_and_complete(h5file):
