@@ -1,8 +1,9 @@
 """Bounded memory: peak RSS of ``streamnmf fit`` as the HDF5 file grows tenfold (issue 3).
 
 Setting: the DIR data set of the AND paper (``streamnmf generate dir``), 1000 features, 100
-true components, stored dense as float32 (uncompressed, chunked by rows), at 1e5, 3e5 and 1e6
-samples (0.4, 1.2, 4 GB); ``--quick``: 1e4 and 1e5. Each file is fitted by the command line,
+true components, stored dense as float32 (uncompressed, contiguous: the source maps its
+blocks, whose pages count in the RSS while mapped), at 1e5, 3e5 and 1e6 samples (0.4, 1.2,
+4 GB); ``--quick``: 1e4 and 1e5. Each file is fitted by the command line,
 ``streamnmf fit FILE --rank 100 --init random --n-stages 2 --checkpoint CK --out MODEL``, in a
 fresh process whose peak resident set size is the kernel's ``ru_maxrss`` for that child
 (``os.wait4``); a psutil thread samples the RSS every 20 ms for the trace in the plot.
