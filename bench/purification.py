@@ -34,6 +34,13 @@ Parts (``--parts``, default all):
     inverse ``"min-inf"`` and ``"pinv"``; AND stagewise as a reference. Reports the ln error,
     the paper's column l1 error ``max_i ||A_i / ||A_i||_1 - A*_i||_1`` (Theorem 1's remark,
     linear in the column error) and their slopes against ln C_nu.
+``aimed``  Item 4, the inverses under noise aimed at a decoder (``noise_kind="aimed"``):
+    ``nu = C_nu sign(b_K)``, ``K`` uniform per sample and independent of ``x``, with ``b_k``
+    the rows of the min-inf inverse or of the Moore-Penrose inverse of ``A*``. Noise aimed at
+    decoder ``B`` moves a decoded value by ``C_nu ||b_K||_1``, the most the bound allows:
+    the worst case that Theorem 1's ``||B||_inf`` measures. Both inverses against both aims
+    at the nonzero noise levels of ``noise``; reported per decoder: the error under its own
+    worst aim and under the other's.
 
 Outputs ``purification_<full|quick>.json`` and ``purification_<full|quick>_<part>.png`` in
 ``--out`` and prints the tables. Heavy numerics run single-threaded (``OPENBLAS_NUM_THREADS=1``
@@ -60,6 +67,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import _common  # noqa: E402
 from streamnmf import AND, Purification  # noqa: E402
+from streamnmf._engine import pinv_rows  # noqa: E402
 from streamnmf._purification import min_inf_inverse_rows  # noqa: E402
 from streamnmf.datasets import iter_purification_data, make_purification_data  # noqa: E402
 from streamnmf.metrics import log_total_correlation_error  # noqa: E402
@@ -68,7 +76,7 @@ M_FEATURES, N_COMPONENTS, SPARSITY, ELL = 120, 30, 3.0, 0.1
 ALPHA_PUR = 0.1  # Purification's ReLU offset (library default)
 ALPHA_AND = 0.25  # AND's constant threshold of its Theorem 1 (binary weights)
 DECAY = dict(eta=0.5, step_decay=2.0)  # eta_t = 0.5 / (1 + t / 2) = 1 / (t + 2)
-PARTS = ("samplesize", "stream", "and", "noise")
+PARTS = ("samplesize", "stream", "and", "noise", "aimed")
 
 CONFIG = {
     "full": dict(
@@ -520,6 +528,72 @@ def part_noise(cfg):
     )
 
 
+# -- item 4: noise aimed at a decoder -------------------------------------------------------------
+def part_aimed(cfg):
+    B, total = cfg["stream_block"], cfg["noise_total"]
+    levels = [lv for lv in cfg["noise_levels"] if lv > 0]
+    inverses = ("min-inf", "pinv")
+    rows, info = [], {}
+    for seed in cfg["noise_seeds"]:
+        truth = truth_for(seed)
+        C0 = start_for(seed, truth)
+        # (m, n): column k is the decoder row b_k of component k
+        decoders = {"min-inf": min_inf_inverse_rows(truth), "pinv": pinv_rows(truth)}
+        info[seed] = {f"row_l1_{k}": dict(max=float(np.abs(D).sum(axis=0).max()),
+                                          mean=float(np.abs(D).sum(axis=0).mean()))
+                      for k, D in decoders.items()}
+        for level in levels:
+            for aim in inverses:
+                V = np.sign(decoders[aim].T)
+                for inverse in inverses:
+                    # the decoded value K moves by C_nu |v_K . b_K| through this decoder
+                    moved = level * np.abs(np.sum(V * decoders[inverse].T, axis=1))
+                    est = Purification(N_COMPONENTS, alpha=ALPHA_PUR, init=C0,
+                                       inverse=inverse, **DECAY)
+                    stream = iter_purification_data(
+                        total, N_COMPONENTS, M_FEATURES, sparsity=SPARSITY, noise=level,
+                        noise_kind="aimed", noise_directions=V, block_size=B,
+                        random_state=seed)
+                    t0 = time.perf_counter()
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        trace = run_stream(est, stream, truth)
+                    l1, order_ok = l1_column_error(est.components_, truth)
+                    row = dict(seed=seed, aim=aim, inverse=inverse, noise=level,
+                               ln_error=trace[-1]["ln_error"], l1_column_error=l1,
+                               order_ok=order_ok, decoded_shift_max=float(moved.max()),
+                               decoded_shift_mean=float(moved.mean()),
+                               wall=time.perf_counter() - t0)
+                    rows.append(row)
+                    print(f"  seed {seed} C_nu {level:6.3f} aimed at {aim:7s} decoder "
+                          f"{inverse:7s}: ln error {row['ln_error']:7.3f}  decoded shift "
+                          f"max {row['decoded_shift_max']:.3f}  ({row['wall']:.1f}s)",
+                          flush=True)
+    table = []
+    for level in levels:
+        for aim in inverses:
+            for inverse in inverses:
+                sel = [r for r in rows if (r["noise"], r["aim"], r["inverse"]) ==
+                       (level, aim, inverse)]
+                table.append(dict(noise=level, aim=aim, inverse=inverse,
+                                  ln_error=float(np.median([r["ln_error"] for r in sel])),
+                                  decoded_shift_max=float(np.median(
+                                      [r["decoded_shift_max"] for r in sel]))))
+    med = {(t["noise"], t["aim"], t["inverse"]): t["ln_error"] for t in table}
+    verdict = {}
+    for level in levels:
+        worst = {inv: max(med[(level, aim, inv)] for aim in inverses) for inv in inverses}
+        own = {inv: med[(level, inv, inv)] for inv in inverses}
+        cells = {aim: med[(level, aim, "min-inf")] - med[(level, aim, "pinv")]
+                 for aim in inverses}
+        verdict[str(level)] = dict(
+            worst_aim=worst, own_aim=own, min_inf_minus_pinv_per_aim=cells,
+            min_inf_worst_not_above_pinv_worst=bool(worst["min-inf"] <= worst["pinv"]))
+    return dict(setting=dict(block=B, total=total, seeds=list(cfg["noise_seeds"]),
+                             levels=levels, purification=DECAY, alpha=ALPHA_PUR, truth=info),
+                runs=rows, table=table, verdict=verdict)
+
+
 # -- profile ---------------------------------------------------------------------------------
 def profile_stream():
     """Where a Purification stage's time goes on a stream (10 blocks of 10000)."""
@@ -668,6 +742,26 @@ def plot_all(res, out, mode):
         fig.savefig(p, dpi=120)
         plt.close(fig)
         paths.append(p)
+    if "aimed" in res:
+        r = res["aimed"]
+        levels = r["setting"]["levels"]
+        med = {(t["noise"], t["aim"], t["inverse"]): t["ln_error"] for t in r["table"]}
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        for inverse, color in (("min-inf", "C0"), ("pinv", "C3")):
+            for aim, ls in (("min-inf", "--"), ("pinv", "-")):
+                ax.plot(levels, [med[(lv, aim, inverse)] for lv in levels], ls, color=color,
+                        marker="o", label=f"decoder {inverse}, noise aimed at {aim} rows")
+        ax.set_xscale("log")
+        ax.set_xlabel("noise bound C_nu (log scale)")
+        ax.set_ylabel("final ln total correlation error")
+        ax.set_title(f"Purification under noise aimed at a decoder, "
+                     f"{r['setting']['total']:.0e} samples ({mode})")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        p = out / f"purification_{mode}_aimed.png"
+        fig.savefig(p, dpi=120)
+        plt.close(fig)
+        paths.append(p)
     return paths
 
 
@@ -735,6 +829,29 @@ def report(res):
                                 + [(str(lv), f"C_nu={lv}") for lv in levels]
                                 + [("slope", "slope"), ("excess", "excess slope"),
                                    ("l1slope", "l1 col err slope")], "{:.3f}")]
+    if "aimed" in res:
+        r = res["aimed"]
+        levels = r["setting"]["levels"]
+        med = {(t["noise"], t["aim"], t["inverse"]): t for t in r["table"]}
+        rows = []
+        for aim in ("min-inf", "pinv"):
+            for inverse in ("min-inf", "pinv"):
+                row = dict(name=f"aimed at {aim} / decoder {inverse}")
+                for lv in levels:
+                    row[str(lv)] = med[(lv, aim, inverse)]["ln_error"]
+                    row[f"s{lv}"] = med[(lv, aim, inverse)]["decoded_shift_max"]
+                rows.append(row)
+        for inverse in ("min-inf", "pinv"):
+            rows.append(dict(name=f"worst aim / decoder {inverse}", **{
+                str(lv): r["verdict"][str(lv)]["worst_aim"][inverse] for lv in levels}))
+        lines += ["", "Item 4b: noise aimed at a decoder's rows, final ln error (median over "
+                      "seeds); shift = C_nu max_k |sign(b_k aimed) . b_k decoder|",
+                  _common.table(rows, [("name", "noise / decoder")]
+                                + [(str(lv), f"C_nu={lv}") for lv in levels]
+                                + [(f"s{lv}", f"shift {lv}") for lv in levels], "{:.3f}"),
+                  "min-inf worst <= pinv worst: " + ", ".join(
+                      f"C_nu={lv}: {r['verdict'][str(lv)]['min_inf_worst_not_above_pinv_worst']}"
+                      for lv in levels)]
     return "\n".join(lines)
 
 
@@ -770,7 +887,7 @@ def main(argv=None):
     res = {}
     part_info = {}
     for name, fn in (("samplesize", part_samplesize), ("stream", part_stream),
-                     ("and", part_and), ("noise", part_noise)):
+                     ("and", part_and), ("noise", part_noise), ("aimed", part_aimed)):
         if name not in parts:
             continue
         print(f"[{name}]", flush=True)
@@ -785,9 +902,20 @@ def main(argv=None):
     print(text)
     print("\nprofile of 10 stream stages (Purification, 10000 samples/stage):")
     print(res["profile"]["text"])
+    for info in part_info.values():  # parts of a saved file may come from other runs
+        info.update(date=machine["date"], commit=machine["git"]["commit"])
+    path = out / f"purification_{mode}.json"
+    if path.exists() and set(parts) != set(PARTS):  # keep the parts not rerun
+        import json
+
+        with open(path) as f:
+            saved = json.load(f)
+        res = {**saved["results"], **res}
+        part_info = {**saved.get("parts", {}), **part_info}
+        text = report(res)
     doc = dict(mode=mode, config=cfg, parts=part_info, total_wall=total, results=res,
                report=text, machine=machine)
-    path = _common.save_json(doc, out / f"purification_{mode}.json")
+    path = _common.save_json(doc, path)
     paths = plot_all(res, out, mode)
     print(f"wrote {path} and {', '.join(str(p) for p in paths)} in {total:.0f}s")
 

@@ -831,7 +831,7 @@ def make_init(true_components, *, in_span=1.0, out_of_span=0.0, random_state=Non
 # --------------------------------------------------------------------------------------------
 
 PURIFICATION_WEIGHTS = ("a2'", "a2")
-PURIFICATION_NOISE = ("adversarial", "unbiased")
+PURIFICATION_NOISE = ("adversarial", "aimed", "unbiased")
 
 
 def _check_sparsity(sparsity, n):
@@ -937,15 +937,16 @@ class PurificationStream(DatasetStream):
     weight_kind : {"a2'", "a2"}
     weight_params : dict
         ``{"sparsity": ndarray of shape (n_components,), "value_range": (low, high) or None}``.
-    noise_kind : {"adversarial", "unbiased"}
+    noise_kind : {"adversarial", "aimed", "unbiased"}
     noise_directions : ndarray of shape (n_components, n_features) or None
-        The fixed sign vectors ``v_i`` of the adversarial noise (entries +-1); None for
-        unbiased noise.
+        The fixed vectors ``v_i`` of the adversarial and aimed noise (entries in [-1, 1],
+        random signs unless given); None for unbiased noise.
     """
 
     def __init__(self, n_samples=5000, n_components=100, n_features=1000, *, weights="a2'",
                  sparsity=3.0, value_range=None, noise=0.0, noise_kind="adversarial",
-                 components=None, block_size=10000, random_state=None, dtype=np.float64):
+                 noise_directions=None, components=None, block_size=10000, random_state=None,
+                 dtype=np.float64):
         if weights not in PURIFICATION_WEIGHTS:
             raise ValueError(
                 f"weights must be one of {list(PURIFICATION_WEIGHTS)}, got {weights!r}."
@@ -974,11 +975,9 @@ class PurificationStream(DatasetStream):
             _child_rng(self._seed, _KEY_COMPONENTS),
         )
         self.components = self._components.astype(self.dtype, copy=True)
-        self.noise_directions = None
-        if noise_kind == "adversarial":
-            signs = _child_rng(self._seed, _KEY_PRIOR).integers(
-                0, 2, size=(self.n_components, self.n_features))
-            self.noise_directions = 2.0 * signs - 1.0
+        self.noise_directions = _noise_directions(
+            noise_directions, noise_kind, self.n_components, self.n_features,
+            _child_rng(self._seed, _KEY_PRIOR))
         self._cache = None
 
     def __repr__(self):
@@ -1003,6 +1002,10 @@ class PurificationStream(DatasetStream):
                 # E[nu | x] = nu != 0, and |nu_j| <= C_nu because |(V^T x)_j| <= ||x||_1.
                 scale = self.noise / np.maximum(1.0, np.sum(weights, axis=1))
                 data += scale[:, None] * (weights @ self.noise_directions)
+            elif self.noise_kind == "aimed":
+                # nu = C_nu v_K with K uniform, independent of x
+                aim = _child_rng(self._seed, _KEY_NOISE, index).integers(0, n, size=CHUNK_SIZE)
+                data += self.noise * self.noise_directions[aim]
             else:
                 signs = _child_rng(self._seed, _KEY_NOISE, index).integers(
                     0, 2, size=(CHUNK_SIZE, m))
@@ -1010,10 +1013,39 @@ class PurificationStream(DatasetStream):
         return data, weights
 
 
+def _noise_directions(directions, noise_kind, n, m, rng):
+    """The ``v_i`` of adversarial or aimed noise: ``directions`` checked, or random signs."""
+    if noise_kind == "unbiased":
+        if directions is not None:
+            raise ValueError(
+                "noise_directions applies to noise_kind 'adversarial' or 'aimed'; unbiased "
+                "noise has random signs in every entry. Drop noise_directions or change "
+                "noise_kind."
+            )
+        return None
+    signs = 2.0 * rng.integers(0, 2, size=(n, m)) - 1.0  # drawn either way: same data after
+    if directions is None:
+        return signs
+    values = np.asarray(directions)
+    if values.shape != (n, m) or values.dtype.kind not in "biuf":
+        raise ValueError(
+            f"noise_directions must be a real array of shape (n_components, n_features) = "
+            f"({n}, {m}), got {values.dtype} of shape {values.shape}."
+        )
+    values = np.array(values, dtype=np.float64)
+    if not np.all(np.abs(values) <= 1.0):  # NaN fails too
+        raise ValueError(
+            "noise_directions must have entries in [-1, 1] (|nu_j| <= noise is the model's "
+            f"bound), found entries up to {float(np.nanmax(np.abs(values))):g}. Scale them, "
+            "e.g. np.sign(decoder rows)."
+        )
+    return values
+
+
 def iter_purification_data(n_samples=5000, n_components=100, n_features=1000, *,
                            weights="a2'", sparsity=3.0, value_range=None, noise=0.0,
-                           noise_kind="adversarial", components=None, block_size=10000,
-                           random_state=None, dtype=np.float64):
+                           noise_kind="adversarial", noise_directions=None, components=None,
+                           block_size=10000, random_state=None, dtype=np.float64):
     """Stream :func:`make_purification_data` in blocks, without holding it in memory.
 
     Parameters are those of :func:`make_purification_data`, plus ``block_size`` (rows per
@@ -1022,15 +1054,16 @@ def iter_purification_data(n_samples=5000, n_components=100, n_features=1000, *,
     """
     return PurificationStream(
         n_samples, n_components, n_features, weights=weights, sparsity=sparsity,
-        value_range=value_range, noise=noise, noise_kind=noise_kind, components=components,
-        block_size=block_size, random_state=random_state, dtype=dtype,
+        value_range=value_range, noise=noise, noise_kind=noise_kind,
+        noise_directions=noise_directions, components=components, block_size=block_size,
+        random_state=random_state, dtype=dtype,
     )
 
 
 def make_purification_data(n_samples=5000, n_components=100, n_features=1000, *,
                            weights="a2'", sparsity=3.0, value_range=None, noise=0.0,
-                           noise_kind="adversarial", components=None, random_state=None,
-                           dtype=np.float64):
+                           noise_kind="adversarial", noise_directions=None, components=None,
+                           random_state=None, dtype=np.float64):
     """Data from the Purification paper's model ``y = A* x* + nu`` (NIPS 2016, section 3).
 
     In the library's row layout ``data = weights @ components + noise`` with ``components`` =
@@ -1070,6 +1103,13 @@ def make_purification_data(n_samples=5000, n_components=100, n_features=1000, *,
       look as if every column ``A*_i`` were shifted by ``C_nu v_i`` (l1 norm ``C_nu m``), which
       no amount of data can undo. This is the noise limit of Theorem 1: recovery up to an error
       of the order of one sample's noise.
+    * ``"aimed"`` -- also (N1), aimed at a decoder instead of the columns: ``nu = C_nu v_K``
+      with ``K`` uniform over the components, drawn per sample independently of ``x``. With
+      ``noise_directions`` = the signs of the rows ``b_k`` of a decoder ``B`` of ``A*``
+      (``np.sign(B)``), every sample's decoded value ``k = K`` moves by ``C_nu ||b_k||_1``, the
+      most any noise within the bound can move it: the worst case of that decoder, the one the
+      minimum-infinity-norm inverse minimises (Purification's Theorem 1). Independent of
+      ``x``, it cannot pass for a shift of the columns; only the decoder turns it into bias.
     * ``"unbiased"`` -- model (N2): ``nu_j = C_nu r_j`` with i.i.d. Rademacher signs ``r_j``
       (+-1), independent of ``x``: zero mean given ``x`` and saturating the bound in every
       entry, the largest noise (N2) allows.
@@ -1097,8 +1137,11 @@ def make_purification_data(n_samples=5000, n_components=100, n_features=1000, *,
         None means ``(0, 1)``. Must be None for "a2'".
     noise : float, default=0.0
         The entrywise bound ``C_nu`` (>= 0).
-    noise_kind : {"adversarial", "unbiased"}, default="adversarial"
+    noise_kind : {"adversarial", "aimed", "unbiased"}, default="adversarial"
         The noise model, see above.
+    noise_directions : array-like of shape (n_components, n_features) or None, default=None
+        The ``v_i`` of adversarial and aimed noise, entries in [-1, 1]; None: i.i.d. random
+        signs drawn from ``random_state``.
     components : None, "topic", "signed" or array-like of shape (n_components, n_features)
         The ground truth ``A*.T``, see above.
     random_state : None, int, SeedSequence or numpy Generator, default=None
@@ -1117,7 +1160,8 @@ def make_purification_data(n_samples=5000, n_components=100, n_features=1000, *,
     """
     stream = iter_purification_data(
         n_samples, n_components, n_features, weights=weights, sparsity=sparsity,
-        value_range=value_range, noise=noise, noise_kind=noise_kind, components=components,
+        value_range=value_range, noise=noise, noise_kind=noise_kind,
+        noise_directions=noise_directions, components=components,
         block_size=max(1, _check_int("n_samples", n_samples)), random_state=random_state,
         dtype=dtype,
     )

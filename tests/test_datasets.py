@@ -461,6 +461,30 @@ def test_purification_adversarial_noise_is_bounded_and_biased():
     assert iter_purification_data(10, K, M, noise_kind="unbiased").noise_directions is None
 
 
+def test_purification_aimed_noise_moves_one_decoded_value_by_the_row_norm():
+    level = 0.01
+    truth = make_purification_data(1, K, M, random_state=5).components
+    B = np.linalg.pinv(truth)  # (M, K): column k decodes component k
+    V = np.sign(B.T)
+    ds = make_purification_data(2000, K, M, noise=level, noise_kind="aimed",
+                                noise_directions=V, random_state=5)
+    nu = ds.data - clean_part(ds)
+    assert np.max(np.abs(nu)) <= level * (1 + 1e-12)
+    # every sample's noise is level * v_K for one K, and K is uniform, independent of x
+    aim = np.argmax(np.abs(nu @ V.T), axis=1)
+    np.testing.assert_allclose(nu, level * V[aim], atol=1e-15)
+    counts = np.bincount(aim, minlength=K)
+    assert counts.min() > 0.5 * len(aim) / K
+    # through the decoder the aimed value moves by level * ||b_K||_1, the most it can
+    moved = (nu @ B)[np.arange(len(aim)), aim]
+    np.testing.assert_allclose(moved, level * np.abs(B).sum(axis=0)[aim], rtol=1e-9)
+    # default directions: the adversarial model's random signs, the same draw
+    default = iter_purification_data(10, K, M, noise=level, noise_kind="aimed", random_state=5)
+    np.testing.assert_array_equal(
+        default.noise_directions,
+        iter_purification_data(10, K, M, noise=level, random_state=5).noise_directions)
+
+
 def test_purification_streams_like_the_and_data():
     kwargs = dict(weights="a2", noise=0.01, noise_kind="unbiased", random_state=6)
     full = make_purification_data(N, K, M, **kwargs)
@@ -486,6 +510,11 @@ def test_purification_streams_like_the_and_data():
 @pytest.mark.parametrize("kwargs, match", [
     ({"weights": "a3"}, "weights must be one of"),
     ({"noise_kind": "gaussian"}, "noise_kind must be one of"),
+    ({"noise_kind": "unbiased", "noise_directions": np.ones((10, 40))},
+     "noise_directions applies to noise_kind 'adversarial' or 'aimed'"),
+    ({"noise_directions": np.ones((10, 3))},
+     r"noise_directions must be a real array of shape \(n_components, n_features\) = \(10, 40\)"),
+    ({"noise_directions": np.full((10, 40), 2.0)}, r"entries in \[-1, 1\].*found entries up to 2"),
     ({"value_range": (0, 1)}, "value_range applies to weights='a2' only"),
     ({"weights": "a2", "value_range": (0.8, 0.2)}, "low <= high"),
     ({"weights": "a2", "value_range": (0.0, 1.5)}, r"value_range\[1\] must be <= 1"),
