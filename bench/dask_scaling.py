@@ -28,8 +28,8 @@ CPU + busiest worker's CPU). Reported: median seconds per pass, speedup ``dask-1
 (target >= 1.7 on 2 idle cores) next to ``raw-1 / raw-2``, the overhead ``dask-1 /
 single-1t``, and the largest relative difference of the components against ``single``.
 
-The data file is generated once (``write_hdf5``, "dir" data, dense float64, rows chunked) and
-reused: full 200000 x 1000 (1.6 GB, 96 blocks; n_components 100), quick 59040 x 400
+The data file is generated once (``write_hdf5``, "dir" data, dense float64, contiguous: the
+workers map their blocks) and reused: full 200000 x 1000 (1.6 GB, 96 blocks; n_components 100), quick 59040 x 400
 (189 MB, 12 blocks; 40).
 
 Usage: ``python bench/dask_scaling.py [--quick] [--data PATH] [--out bench/results]``
@@ -161,6 +161,27 @@ def raw_seconds(pool, path, ranges, D, alpha, kind, processes, passes):
         pool.map(_raw_pass, parts, chunksize=1)
         out.append(time.perf_counter() - t0)
     return out
+
+
+def _merge_tasks(n_tasks):
+    """Merge tasks of the backend's reduction tree over ``n_tasks`` map tasks."""
+    from streamnmf._dask import MERGE_FAN_IN
+
+    merges = 0
+    while n_tasks > 1:
+        groups = -(-n_tasks // MERGE_FAN_IN)
+        merges += groups - (n_tasks % MERGE_FAN_IN == 1)  # a part left alone is not merged
+        n_tasks = groups
+    return merges
+
+
+def _reduction_depth(n_tasks):
+    from streamnmf._dask import MERGE_FAN_IN
+
+    depth = 0
+    while n_tasks > 1:
+        n_tasks, depth = -(-n_tasks // MERGE_FAN_IN), depth + 1
+    return depth
 
 
 def _autogroup():
@@ -309,8 +330,8 @@ def main(argv=None):
     n_tasks = len(_groups(ranges, m * 8))
     traffic = dict(
         broadcast_D_bytes=m * k * 8, stats_bytes_per_task=stats_bytes, blocks=n_blocks,
-        map_tasks=n_tasks, merge_tasks=n_tasks - 1,
-        reduction_depth=int(np.ceil(np.log2(max(n_tasks, 1)))),
+        map_tasks=n_tasks, merge_tasks=_merge_tasks(n_tasks),
+        reduction_depth=_reduction_depth(n_tasks),
         stats_bytes_per_pass_at_most=stats_bytes * n_tasks, data_bytes_per_pass=n * m * 8,
         flops_per_pass=4.0 * n * m * k,
     )
