@@ -585,10 +585,23 @@ class HDF5Source(Source):
                 dtypes = (self.dtype, self._index_dtype(self.nnz))
             self._maps = (None,) * len(self._arrays)
             if self.memory_map:
-                self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
-                self._maps = tuple(_FileMap.of(array, self._fd, dtype)
-                                   for array, dtype in zip(self._arrays, dtypes))
+                self._map_arrays(dtypes)
             self._file = file
+
+    def _map_arrays(self, dtypes):
+        """Prepare the memory maps; a file system that cannot map leaves plain reads."""
+        if self._fd is not None:  # a handle h5py invalidated without close()
+            os.close(self._fd)
+            self._fd = None
+        try:
+            self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+            self._maps = tuple(_FileMap.of(array, self._fd, dtype)
+                               for array, dtype in zip(self._arrays, dtypes))
+        except (OSError, ValueError):
+            self._maps = (None,) * len(self._arrays)
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
 
     def close(self):
         """Close the file; a later :meth:`blocks` call opens it again."""
@@ -691,7 +704,10 @@ class HDF5Source(Source):
         into ``buffer``."""
         file_map = self._maps[which]
         if hi > lo and file_map is not None and file_map.dtype == buffer.dtype:
-            view = file_map.rows(lo, hi)
+            try:
+                view = file_map.rows(lo, hi)
+            except OSError:  # e.g. out of map slots: read this block instead
+                view = None
             if view is not None:
                 return view
         if hi > lo:

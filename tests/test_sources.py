@@ -363,6 +363,22 @@ def test_hdf5_writing_a_mapped_block_changes_nothing_else(tmp_path, dense):
     assert path.read_bytes() == before
 
 
+def test_hdf5_falls_back_to_reading_when_mapping_fails(h5file, dense, monkeypatch):
+    import streamnmf.hdf5
+
+    def refuse(*args, **kwargs):
+        raise OSError(12, "Cannot allocate memory")
+
+    source = HDF5Source(h5file, "contiguous", block_rows=300)
+    first = next(iter(source.blocks()))
+    assert is_mapped(first)
+    monkeypatch.setattr(streamnmf.hdf5.mmap, "mmap", refuse)
+    blocks = [block.copy() for block in source.blocks()]  # maps ready, mapping refused
+    fresh = [block.copy() for block in HDF5Source(h5file, "contiguous", block_rows=300).blocks()]
+    for got in (blocks, fresh):
+        assert np.array_equal(np.vstack(got), dense)
+
+
 def test_hdf5_pickled_source_maps_in_the_copy(h5file, dense):
     source = HDF5Source(h5file, "contiguous", block_rows=400)
     next(iter(source.blocks()))
