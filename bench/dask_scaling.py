@@ -29,8 +29,8 @@ CPU + busiest worker's CPU). Reported: median seconds per pass, speedup ``dask-1
 single-1t``, and the largest relative difference of the components against ``single``.
 
 The data file is generated once (``write_hdf5``, "dir" data, dense float64, contiguous: the
-workers map their blocks) and reused: full 200000 x 1000 (1.6 GB, 96 blocks; n_components 100), quick 59040 x 400
-(189 MB, 12 blocks; 40).
+workers map their blocks) and reused: full 200000 x 1000 (1.6 GB, 96 blocks; n_components
+100), quick 59040 x 400 (189 MB, 12 blocks; 40).
 
 Usage: ``python bench/dask_scaling.py [--quick] [--data PATH] [--out bench/results]``
 """

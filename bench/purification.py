@@ -617,6 +617,14 @@ def plot_all(res, out, mode):
     import matplotlib.pyplot as plt
 
     paths = []
+
+    def save(fig, part):
+        fig.tight_layout()
+        path = out / f"purification_{mode}_{part}.png"
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        paths.append(path)
+
     if "samplesize" in res:
         r = res["samplesize"]
         fig, ax = plt.subplots(figsize=(6, 4.5))
@@ -641,11 +649,7 @@ def plot_all(res, out, mode):
         ax.set_ylabel("final ln total correlation error")
         ax.set_title(f"Purification sample-size limit, (A2') m=120 n=30 s=3 ({mode})")
         ax.legend(fontsize=8)
-        fig.tight_layout()
-        p = out / f"purification_{mode}_samplesize.png"
-        fig.savefig(p, dpi=120)
-        plt.close(fig)
-        paths.append(p)
+        save(fig, "samplesize")
     if "stream" in res:
         r = res["stream"]
         fig, ax = plt.subplots(figsize=(6, 4.5))
@@ -664,11 +668,7 @@ def plot_all(res, out, mode):
         ax.set_ylabel("ln total correlation error")
         ax.set_title(f"Purification on a stream, 50000 fresh samples/iteration ({mode})")
         ax.legend(fontsize=8)
-        fig.tight_layout()
-        p = out / f"purification_{mode}_stream.png"
-        fig.savefig(p, dpi=120)
-        plt.close(fig)
-        paths.append(p)
+        save(fig, "stream")
     if "and" in res:
         r = res["and"]
         fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
@@ -693,11 +693,7 @@ def plot_all(res, out, mode):
         axes[0].legend(fontsize=8)
         axes[2].legend(fontsize=8)
         fig.suptitle(f"AND (constant threshold 1/4) vs Purification, (A2') exact data ({mode})")
-        fig.tight_layout()
-        p = out / f"purification_{mode}_and.png"
-        fig.savefig(p, dpi=120)
-        plt.close(fig)
-        paths.append(p)
+        save(fig, "and")
     if "noise" in res:
         r = res["noise"]
         levels = [lv for lv in r["setting"]["levels"] if lv > 0]
@@ -737,11 +733,7 @@ def plot_all(res, out, mode):
         axes[0].legend(fontsize=8, loc="lower right")
         fig.suptitle(f"Noise: {r['setting']['total']:.0e} streamed samples, step decay "
                      f"({mode})")
-        fig.tight_layout()
-        p = out / f"purification_{mode}_noise.png"
-        fig.savefig(p, dpi=120)
-        plt.close(fig)
-        paths.append(p)
+        save(fig, "noise")
     if "aimed" in res:
         r = res["aimed"]
         levels = r["setting"]["levels"]
@@ -757,11 +749,7 @@ def plot_all(res, out, mode):
         ax.set_title(f"Purification under noise aimed at a decoder, "
                      f"{r['setting']['total']:.0e} samples ({mode})")
         ax.legend(fontsize=8)
-        fig.tight_layout()
-        p = out / f"purification_{mode}_aimed.png"
-        fig.savefig(p, dpi=120)
-        plt.close(fig)
-        paths.append(p)
+        save(fig, "aimed")
     return paths
 
 
