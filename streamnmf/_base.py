@@ -18,7 +18,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import __version__, _engine, _io
 from .schedules import make_schedule
-from .sources import Source, as_source, check_block
+from .sources import Source, as_source, check_block, leading_rows
 
 INIT_OPTIONS = ("spa", "random")
 
@@ -296,8 +296,8 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         if resume and self.checkpoint is None:
             raise ValueError("resume=True needs the checkpoint parameter: a file path.")
         blocks = source.blocks()
-        try:  # the first block seeds a data-driven init; copied: a source may reuse buffers
-            first = next(iter(blocks)).copy()
+        try:  # the leading rows seed a data-driven init (copied: a source may reuse buffers)
+            first = leading_rows(blocks, source.n_features, source.n_samples)
         finally:
             if hasattr(blocks, "close"):
                 blocks.close()  # stops a read-ahead thread at once

@@ -51,7 +51,8 @@ import numpy as np
 from . import _engine
 from ._engine import single_threaded_blas
 from .sources import (
-    ArraySource, Prefetch, Source, block_order, check_block, default_block_rows, pass_ranges,
+    ArraySource, Prefetch, Source, block_order, check_block, default_block_rows, init_rows,
+    leading_rows, pass_ranges,
 )
 
 __all__ = ["fit_distributed"]
@@ -253,12 +254,12 @@ class _RandomAccess(_AlignedBlocks):
         self.token = f"streamnmf-source-{uuid.uuid4().hex}"
 
     def first_block(self, runner):
-        lo, hi = next(iter(self.pass_ranges(0, 0)))
-        block = self.source.read(lo, hi)
+        blocks = (self.source.read(lo, hi) for lo, hi in self.pass_ranges(0, 0))
+        rows = leading_rows(blocks, self.n_features, self.n_samples)
         close = getattr(self.source, "close", None)
         if close is not None:
             close()  # the client needs no open handle; a later read reopens the file
-        return block
+        return rows
 
     def prepare(self, runner):
         pass
@@ -293,8 +294,8 @@ class _InMemory(_AlignedBlocks):
         self.futures = None
 
     def first_block(self, runner):
-        lo, hi = next(iter(self.pass_ranges(0, 0)))
-        return self.X[lo:hi]
+        blocks = (self.X[lo:hi] for lo, hi in self.pass_ranges(0, 0))
+        return leading_rows(blocks, self.n_features, self.n_samples)
 
     def _block(self, b):
         return self.X[b * self.block_rows:(b + 1) * self.block_rows]
@@ -367,7 +368,8 @@ class _DaskArray:
             yield max(lo, start), hi
 
     def first_block(self, runner):
-        head = self.X[: min(self.block_rows, self.n_samples)]
+        head = self.X[: init_rows(self.n_features, self.dtype.itemsize, self.block_rows,
+                                  self.n_samples)]
         block = runner.compute_one(head)
         return check_block(block, self.n_features, None, where="X (dask array)").astype(
             self.dtype, copy=False)

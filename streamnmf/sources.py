@@ -55,6 +55,56 @@ _PREFETCH_JOIN_SECONDS = 5.0
 #: most rows of a CSR block: the decoder's dense codes (rows x n_components) stay small
 MAX_CSR_BLOCK_ROWS = 16384
 
+#: a data-driven start (SPA, random) looks at the leading rows of the first pass: about this
+#: many bytes of dense rows, at least one block. SPA finds purer samples among more of them:
+#: on DIR (n = 100, N = 5000) all 5000 samples instead of the first block's 2097 brought the
+#: start's ln error from 2.1 to 1.8, and the geometric schedule recovered 3 seeds of 3 from
+#: it instead of 2
+INIT_BYTES = 1 << 26
+
+
+def init_rows(n_features, itemsize, first_rows, n_samples=None):
+    """Rows a data-driven start looks at: ``INIT_BYTES`` of dense rows, at least
+    ``first_rows`` (the first block's), at most ``n_samples``."""
+    rows = max(int(first_rows), INIT_BYTES // max(1, n_features * itemsize))
+    return rows if n_samples is None else min(rows, int(n_samples))
+
+
+def leading_rows(blocks, n_features, n_samples=None):
+    """The leading rows of a pass, copied, for a data-driven start (see ``init_rows``).
+
+    Parameters
+    ----------
+    blocks : iterator of {ndarray, csr_matrix}
+        A pass's blocks; taken until enough rows (a reused buffer is copied at once).
+    n_features : int
+    n_samples : int or None
+
+    Returns
+    -------
+    {ndarray, csr_matrix} of shape (rows, n_features)
+    """
+    first = next(iter(blocks))
+    want = init_rows(n_features, first.dtype.itemsize, first.shape[0], n_samples)
+    if sp.issparse(first):
+        taken, rows = [first.copy()], first.shape[0]
+        for block in blocks:
+            if rows >= want:
+                break
+            taken.append(block[: want - rows].copy())
+            rows += taken[-1].shape[0]
+        return sp.vstack(taken, format="csr") if len(taken) > 1 else taken[0]
+    out = np.empty((want, n_features), dtype=first.dtype)
+    rows = min(first.shape[0], want)
+    out[:rows] = first[:rows]
+    for block in blocks:
+        if rows >= want:
+            break
+        take = min(block.shape[0], want - rows)
+        out[rows:rows + take] = block[:take]
+        rows += take
+    return out[:rows]
+
 
 def default_csr_block_rows(n_samples, nnz, itemsize=8, index_itemsize=4):
     """Rows per CSR block so that a block stores about 16 MiB of values and indices."""

@@ -9,6 +9,7 @@ from streamnmf import AND, schedules
 from streamnmf._engine import DivergenceError
 from streamnmf.datasets import make_dataset, make_init
 from streamnmf.metrics import log_total_correlation_error
+from streamnmf.sources import ArraySource
 
 import naive
 
@@ -102,6 +103,18 @@ def test_default_spa_init_recovers_separable_data():
     data, truth, _ = make_dataset("ctm-ref", 2000, 10, 100, random_state=5)
     est = AND(10, random_state=0, n_stages=100).fit(data)
     assert log_total_correlation_error(est.components_, truth) < -20
+
+
+def test_data_driven_init_looks_past_the_first_block():
+    # the pure samples (one true component each) sit after the first block: SPA finds them
+    data, truth, _ = make_dataset("dir", 600, 5, 40, random_state=2)
+    data = np.vstack([data, truth / truth.sum(axis=1, keepdims=True)])
+    small_blocks = AND(5, n_stages=1, thresholds=1e9, random_state=0)
+    small_blocks.fit(ArraySource(data, block_rows=50))
+    whole = AND(5, n_stages=1, thresholds=1e9, random_state=0).fit(data)
+    # a threshold above every code leaves the start in place: components_ is the init
+    np.testing.assert_array_equal(small_blocks.components_, whole.components_)
+    assert log_total_correlation_error(whole.components_, truth) < -20
 
 
 # -- API ------------------------------------------------------------------------------------

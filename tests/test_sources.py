@@ -13,8 +13,8 @@ import scipy.sparse as sp
 
 from streamnmf.hdf5 import DatasetNotFoundError, HDF5Source, split_path_spec
 from streamnmf.sources import (
-    ArraySource, IterableSource, Prefetch, as_source, block_order, check_block,
-    pass_ranges, prefetch_blocks,
+    INIT_BYTES, ArraySource, IterableSource, Prefetch, as_source, block_order, check_block,
+    leading_rows, pass_ranges, prefetch_blocks,
 )
 
 N_SAMPLES, N_FEATURES = 1000, 50
@@ -187,6 +187,23 @@ def test_as_source_dispatch(dense, h5file):
     with pytest.raises(TypeError, match="Expected an array, a sparse matrix, an iterable of row "
                                         "blocks or a Source.*got int"):
         as_source(3)
+
+
+@pytest.mark.parametrize("name", ["data", "X"])
+def test_leading_rows_copies_whole_blocks_up_to_the_budget(h5file, dense, csr, name):
+    expected = csr if name == "X" else dense
+    # read_direct into a ring of 3 buffers: the blocks taken must be copied as they come
+    source = HDF5Source(h5file, name, block_rows=64, memory_map=False)
+    rows = leading_rows(source.blocks(), N_FEATURES, N_SAMPLES)
+    assert rows.shape == (N_SAMPLES, N_FEATURES)  # the file is far below INIT_BYTES
+    assert np.array_equal(as_dense(rows), as_dense(expected))
+    with pytest.MonkeyPatch.context() as patch:  # a budget of 100 dense rows
+        patch.setattr("streamnmf.sources.INIT_BYTES", 100 * N_FEATURES * 8)
+        rows = leading_rows(source.blocks(), N_FEATURES, N_SAMPLES)
+        assert np.array_equal(as_dense(rows), as_dense(expected[:100]))
+        big_first = HDF5Source(h5file, name, block_rows=300, memory_map=False)
+        assert leading_rows(big_first.blocks(), N_FEATURES).shape[0] == 300  # >= one block
+    assert INIT_BYTES >= 1 << 24
 
 
 # -- HDF5: reading -------------------------------------------------------------------------------
