@@ -177,7 +177,7 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         make_schedule(settings["thresholds"])  # raises on a bad schedule
         return settings
 
-    def _initial_components(self, first_block, n_features, dtype, rng):
+    def _initial_components(self, leading, n_features, dtype, rng):
         init = self.init
         n_components = self.n_components or n_features
         if n_components > n_features:
@@ -193,15 +193,15 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
                     "array of shape (n_components, n_features)."
                 )
             if init == "spa":
-                C0 = spa_init(first_block, n_components, rng)
+                C0 = spa_init(leading, n_components, rng)
             else:
                 # random convex combinations of samples; a CSR block stays sparse (the
                 # product costs O(n_components nnz), not a dense copy of the block)
-                weights = rng.dirichlet(np.ones(first_block.shape[0]), size=n_components)
-                if sp.issparse(first_block):
-                    C0 = np.asarray((first_block.T.astype(np.float64) @ weights.T).T)
+                weights = rng.dirichlet(np.ones(leading.shape[0]), size=n_components)
+                if sp.issparse(leading):
+                    C0 = np.asarray((leading.T.astype(np.float64) @ weights.T).T)
                 else:
-                    C0 = weights @ np.asarray(first_block, dtype=np.float64)
+                    C0 = weights @ np.asarray(leading, dtype=np.float64)
         else:
             C0 = np.asarray(init)
             if C0.ndim != 2 or C0.shape[1] != n_features or (
@@ -244,12 +244,12 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
             )
         return source
 
-    def _start(self, first_block, n_features, dtype, n_samples=None):
+    def _start(self, leading, n_features, dtype, n_samples=None):
         settings = self._validate_params()
         stage_length = settings["stage_length"] or n_samples
         self._n_stages_max = settings["n_stages"]
         rng = check_random_state(self.random_state)
-        C0 = self._initial_components(first_block, n_features, dtype, rng)
+        C0 = self._initial_components(leading, n_features, dtype, rng)
         self._loop = _engine.StageLoop(
             self._make_rule(), make_schedule(settings["thresholds"]), C0,
             stage_length=stage_length, sgd_eta=settings["sgd_eta"],

@@ -253,7 +253,7 @@ class _RandomAccess(_AlignedBlocks):
         self.row_bytes = self.n_features * self.dtype.itemsize
         self.token = f"streamnmf-source-{uuid.uuid4().hex}"
 
-    def first_block(self, runner):
+    def leading(self, runner):
         blocks = (self.source.read(lo, hi) for lo, hi in self.pass_ranges(0, 0))
         rows = leading_rows(blocks, self.n_features, self.n_samples)
         close = getattr(self.source, "close", None)
@@ -293,7 +293,7 @@ class _InMemory(_AlignedBlocks):
         self.row_bytes = self.n_features * self.dtype.itemsize
         self.futures = None
 
-    def first_block(self, runner):
+    def leading(self, runner):
         blocks = (self.X[lo:hi] for lo, hi in self.pass_ranges(0, 0))
         return leading_rows(blocks, self.n_features, self.n_samples)
 
@@ -367,7 +367,7 @@ class _DaskArray:
                 continue
             yield max(lo, start), hi
 
-    def first_block(self, runner):
+    def leading(self, runner):
         head = self.X[: init_rows(self.n_features, self.dtype.itemsize, self.block_rows,
                                   self.n_samples)]
         block = runner.compute_one(head)
@@ -607,7 +607,7 @@ def fit_distributed(estimator, X, resume=False):
     if inp.n_samples == 0:
         raise ValueError("Found array with 0 sample(s) while a minimum of 1 is required.")
     runner = _Runner(dask, client)
-    first = inp.first_block(runner)
+    first = inp.leading(runner)
     estimator._start(first, inp.n_features, inp.dtype, inp.n_samples)
     del first
     # what fixes the order of the samples, recorded as the single-process fit records it: a

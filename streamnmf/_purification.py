@@ -701,7 +701,7 @@ class Purification(StreamingNMFBase):
         ``batch_size``). ``"sqrt"``: ``eta_t = eta / sqrt(1 + t)``.
     balance : bool, default=False
         Section 6's preprocessing for unequal proportions: rescale the start's columns so the
-        second moments of the weights agree (estimated on the first block), solve, and undo
+        second moments of the weights agree (estimated on the leading rows), solve, and undo
         the scaling in ``components_`` and ``transform`` (see :func:`balancing_scale`).
     init : {"spa", "random"} or ndarray of shape (n_components, n_features), default="spa"
         Start matrix (the paper's ``A(0)`` transposed); the theory needs a warm start.
@@ -822,14 +822,14 @@ class Purification(StreamingNMFBase):
             balance_scale=self.__dict__.get("_balance_start"), cache=self._cache(),
         )
 
-    def _initial_components(self, first_block, n_features, dtype, rng):
-        C0 = super()._initial_components(first_block, n_features, dtype, rng)
+    def _initial_components(self, leading, n_features, dtype, rng):
+        C0 = super()._initial_components(leading, n_features, dtype, rng)
         self._balance_start = None
         if not self.balance:
             return C0
         rule = PurificationRule(inverse=self.inverse, cache=self._cache())
         D0 = rule._inverse64(C0)
-        d = balancing_scale(first_block, C0, D0)
+        d = balancing_scale(leading, C0, D0)
         self._balance_start = d
         C_bal = np.array(C0 * d[:, None].astype(C0.dtype), order="C")
         # The inverse commutes with the scaling of the rows (each row's programme scales):
