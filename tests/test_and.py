@@ -93,7 +93,7 @@ def test_noise_floor_falls_with_noise():
 
 def test_sgd_lowers_error_100_fold():
     data, truth, init = small_problem("dir", n_samples=2000, n_components=20, n_features=200)
-    est = AND(20, update="sgd", init=init, n_stages=20, batch_size=1).fit(data)
+    est = AND(20, update="sgd", init=init, n_stages=30, batch_size=1).fit(data)
     drop = log_total_correlation_error(init, truth) - log_total_correlation_error(
         est.components_, truth)
     assert drop >= np.log(100), drop
