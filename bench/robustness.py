@@ -43,9 +43,9 @@ adaptive rule without its stall probes (``probe=None``, the default before 2026-
 settings where it stalls (rl = 3, k = 40, 80), on DIR rl = 1 and on the noise data (gamma 0.01).
 ``--parts init`` (``robustness-init.json``) starts from the data instead of the truth: the
 estimator's default ``init="spa"`` (successive projections over the leading rows, exactly as
-``AND.fit`` computes it) on DIR (data seeds 0, 1, 2) and CTM-ref, with the adaptive schedule,
-``Adaptive(max_decay=1.1)`` (never faster than the paper's decay) and the geometric one, up to
-300 stages. The recovery guarantee assumes a warm start; this measures how far a data-driven
+``AND.fit`` computes it) on DIR (data seeds 0, 1, 2) and CTM-ref, with the default adaptive
+schedule, the same without its careful start (``Adaptive(slow_range=1)``, the default before
+the third session) and the geometric one, up to 300 stages. The recovery guarantee assumes a warm start; this measures how far a data-driven
 one is from it.
 ``--rl/--rn/--k VALUES --suffix NAME`` runs other values (e.g. ``--parts b1 --rl '' --rn
 0.1,0.2,0.5 --suffix large-rn``: out-of-span noise as large as the paper describes, see below).
@@ -244,8 +244,8 @@ def part_variants(size, seed):
 
 INIT_METHODS = {
     "stagewise+adaptive": dict(update="stagewise", thresholds="adaptive"),
-    "stagewise+Adaptive(max_decay=1.1)": dict(update="stagewise",
-                                              thresholds=Adaptive(max_decay=1.1)),
+    "stagewise+Adaptive(slow_range=1)": dict(update="stagewise",
+                                             thresholds=Adaptive(slow_range=1.0)),
     "stagewise+geometric": dict(update="stagewise", thresholds="geometric"),
 }
 INIT_SETTINGS = (("dir seed 0", "dir", 0), ("dir seed 1", "dir", 1), ("dir seed 2", "dir", 2),

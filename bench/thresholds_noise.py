@@ -132,9 +132,14 @@ class Recording(ThresholdSchedule):
         return self.inner.alpha(stage)
 
     def observe(self, stage, alpha, **outcome):
-        self.last = dict(decoding_error=float(outcome["decoding_error"]),
-                         code_scale=float(outcome["code_scale"]))
         self.inner.observe(stage, alpha, **outcome)
+        self.last = dict(decoding_error=float(outcome["decoding_error"]),
+                         code_scale=float(outcome["code_scale"]),
+                         lowering=bool(self.inner.lowering))
+
+    @property
+    def lowering(self):
+        return self.inner.lowering
 
     def state(self):
         return self.inner.state()
@@ -143,16 +148,19 @@ class Recording(ThresholdSchedule):
         self.inner.set_state(values)
 
 
-def library_default_stop(changes, n_iter_no_change=10, tol=10 * np.finfo(np.float64).eps):
-    """Stage at which AND's default stopping rules (``tol``, ``n_iter_no_change=10``) would
-    have ended the fit, replayed from the recorded relative changes (None: not within them)."""
+def library_default_stop(changes, lowering=None, n_iter_no_change=10,
+                         tol=10 * np.finfo(np.float64).eps):
+    """Stage at which AND's default stopping rules (``tol``, ``n_iter_no_change=10``, which
+    waits while the schedule is ``lowering`` the threshold) would have ended the fit, replayed
+    from the recorded relative changes (None: not within them)."""
     best, stalled = np.inf, 0
-    for stage, change in enumerate(changes):
+    lowering = lowering if lowering is not None else [False] * len(changes)
+    for stage, (change, lower) in enumerate(zip(changes, lowering)):
         if change <= tol:
             return stage
         if change < best:
             best, stalled = change, 0
-        else:
+        elif not lower:
             stalled += 1
             if stalled >= n_iter_no_change:
                 return stage
@@ -208,7 +216,7 @@ def run_and(data, truth, start, *, update, thresholds, n_stages, n_inner=50,
         reason = (f"library: n_iter_no_change (change made no new minimum for "
                   f"{n_iter_no_change} stages)")
     errs = np.array([p["ln_error"] for p in trace])
-    lib_stop = library_default_stop(hist["change"])
+    lib_stop = library_default_stop(hist["change"], [p["lowering"] for p in trace[1:]])
     summary = dict(
         update=update, n_inner=n_inner if update == "gd" else None, stages=int(est.n_stages_),
         final=float(errs[-1]), best=float(errs.min()), best_stage=int(trace[int(errs.argmin())]["stage"]),

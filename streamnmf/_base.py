@@ -398,7 +398,7 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         self._early_stopped |= stop
         if row["change"] < self._best_change:
             self._best_change, self._stalled = row["change"], 0
-        else:
+        elif not loop.schedule.lowering:  # a threshold still being lowered moves the fixed point
             self._stalled += 1
             if self.n_iter_no_change is not None and self._stalled >= self.n_iter_no_change:
                 stop = True

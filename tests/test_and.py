@@ -117,6 +117,23 @@ def test_data_driven_init_looks_past_the_first_block():
     assert log_total_correlation_error(whole.components_, truth) < -20
 
 
+def test_early_stop_waits_while_the_threshold_is_lowered_on_purpose():
+    # sgd's change is noisy; during the careful start (alpha falling 1.1x a stage) a change
+    # that makes no new minimum is no sign of convergence
+    data, truth, init = small_problem("ctm-ref", n_samples=1000, n_components=10,
+                                      n_features=100)
+    kwargs = dict(update="sgd", init=init, n_stages=120, n_iter_no_change=3, random_state=0)
+    careful = AND(10, **kwargs).fit(data)
+    alphas = careful.history_["alpha"]
+    assert careful.n_stages_ > 48 or alphas[-1] < 1e-3  # past the careful start (0.1 / 1.1**48)
+    schedule = schedules.Adaptive()
+    schedule.observe(0, 0.1, change=1e-6, code_scale=1.0, decoding_error=1e-6)
+    assert schedule.lowering and schedule.alpha(1) == pytest.approx(0.1 / 1.1)
+    schedule.observe(1, 0.1 / 1.1, change=1e-6, code_scale=1.0, decoding_error=1.0)
+    assert not schedule.lowering  # the threshold held: stalls count again
+    assert not schedules.Geometric().lowering
+
+
 # -- API ------------------------------------------------------------------------------------
 
 def test_float32_preserved_and_transform_shapes():
