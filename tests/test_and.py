@@ -132,6 +132,10 @@ def test_early_stop_waits_while_the_threshold_is_lowered_on_purpose():
     schedule.observe(1, 0.1 / 1.1, change=1e-6, code_scale=1.0, decoding_error=1.0)
     assert not schedule.lowering  # the threshold held: stalls count again
     assert not schedules.Geometric().lowering
+    for name, bad in (("slow_range", 0.5), ("slow_decay", 0.9), ("max_decay", 0.5),
+                      ("kappa", 0.0)):
+        with pytest.raises(ValueError, match=f"Adaptive: {name} must be .*, got {bad}"):
+            schedules.Adaptive(**{name: bad})
 
 
 # -- API ------------------------------------------------------------------------------------
