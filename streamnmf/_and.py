@@ -113,9 +113,9 @@ class AND(StreamingNMFBase):
         ``"sgd"`` only: samples whose rank-one terms are averaged into one update.
     init : {"spa", "random"} or ndarray of shape (n_components, n_features), default="spa"
         Start matrix (the paper's ``A0`` transposed). ``"spa"``: the purest samples among the
-        leading rows (up to 64 MiB of them, at least the first block) by successive
-        projections, as the paper suggests; ``"random"``: random convex combinations of those
-        rows. The recovery guarantee assumes a warm start; from a data-driven one the slower
+        leading rows (up to 64 MiB of them, at least the first block; ``partial_fit``: the
+        first chunk) by successive projections, as the paper suggests; ``"random"``: random
+        convex combinations of those rows. The recovery guarantee assumes a warm start; from a data-driven one the slower
         ``thresholds="geometric"`` is the safer schedule (see bench/README.md).
     tol : float or None, default=None
         Stop when the relative change of the components over a stage is at most ``tol``.
