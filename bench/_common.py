@@ -201,6 +201,17 @@ def write_results(result, out, name, quick, plot):
     print(f"wrote {path} and {stem.with_suffix('.png')} ({result['total_seconds']:.0f} s)")
 
 
+def save_figure(fig, path, title=None, dpi=110):
+    """Lay out ``fig`` (with ``title`` as its suptitle), write it to ``path`` and close it."""
+    import matplotlib.pyplot as plt
+
+    if title is not None:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+
+
 def table(rows, columns, floatfmt="{:.3g}"):
     """A plain-text table of ``rows`` (dicts) in ``columns`` (list of (key, title))."""
     def fmt(v):

@@ -235,9 +235,7 @@ def plot(res, path):
         ax2.set_ylabel("iterations per row")
         ax2.legend(fontsize=7)
         ax2.grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _common.save_figure(fig, path)
     return path
 
 

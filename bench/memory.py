@@ -171,9 +171,7 @@ def plot(result, path):
     ax2.set_ylabel("RSS (MiB)")
     ax2.set_title("RSS over time (default threads)")
     ax2.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _common.save_figure(fig, path)
 
 
 def main(argv=None):

@@ -244,9 +244,7 @@ def plot(result, path):
     ax.set_title(f"stagewise pass over {result['n_samples']:.0e} x {N_FEATURES} float64 "
                  f"({result['file_bytes'] / 1e9:.2f} GB, page cache), rank {RANK}")
     ax.legend(fontsize=8, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _common.save_figure(fig, path)
 
 
 def main(argv=None):

@@ -619,10 +619,8 @@ def plot_all(res, out, mode):
     paths = []
 
     def save(fig, part):
-        fig.tight_layout()
         path = out / f"purification_{mode}_{part}.png"
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
+        _common.save_figure(fig, path, dpi=120)
         paths.append(path)
 
     if "samplesize" in res:

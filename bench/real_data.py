@@ -657,9 +657,7 @@ def plot_heldout(news, faces, path):
     ax.set_xlabel("fit seconds")
     ax.set_ylabel("held-out perplexity")
     ax.set_title("LDA (online) on news counts", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _common.save_figure(fig, path)
 
 
 # -- report ----------------------------------------------------------------------------------

@@ -227,10 +227,7 @@ def plot(results, path, title):
         axes.flat[len(names)].legend(handles, labels, loc="center", frameon=False)
     else:
         fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 5), fontsize=8)
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _common.save_figure(fig, path, title)
 
 
 def main(argv=None):

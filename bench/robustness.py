@@ -289,10 +289,7 @@ def plot_variants(res, path, title, part="variants"):
         ax.set_ylabel("ln total correlation error")
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _common.save_figure(fig, path, title)
 
 
 def plot(res, path, title):
@@ -328,10 +325,7 @@ def plot(res, path, title):
             ax.set_ylabel("ln total correlation error")
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _common.save_figure(fig, path, title)
 
 
 def findings(res):

@@ -389,9 +389,7 @@ def plot(result, path):
     ax.set_xticklabels(labels, fontsize=7)
     ax.set_ylabel("seconds")
     ax.set_title("base corpus: one AND pass vs one MiniBatchNMF epoch (median)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _common.save_figure(fig, path)
 
 
 def main(argv=None):

@@ -565,9 +565,7 @@ def plot(payload, path):
         ax.set_xticks(range(len(values)))
         ax.set_xticklabels(labels, fontsize=7, rotation=40, ha="right")
         ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _common.save_figure(fig, path)
 
 
 if __name__ == "__main__":

@@ -265,10 +265,7 @@ def plot(results, path, title):
         ax.set_ylabel("ln total correlation error")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _common.save_figure(fig, path, title)
 
 
 def main(argv=None):

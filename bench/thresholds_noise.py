@@ -423,10 +423,7 @@ def plot(res, path, title):
         ax.legend(fontsize=7)
         for extra in axes[row][len(shown) + 1:]:
             extra.axis("off")
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _common.save_figure(fig, path, title)
 
 
 def findings(res):

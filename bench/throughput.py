@@ -822,9 +822,7 @@ def plot(p, path):
                 ax.set_ylabel("samples per second (median stage, CPU time)")
                 ax.set_title(f"modes, {state} codes (alpha {STATES[state]}), N={p['N']}")
             ax.legend(fontsize=7, ncol=3, loc="upper center")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _common.save_figure(fig, path, dpi=100)
 
 
 if __name__ == "__main__":
