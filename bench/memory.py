@@ -26,7 +26,6 @@ Usage: ``python bench/memory.py [--quick] [--keep] [--workdir DIR] [--repeats N]
 """
 
 import argparse
-import os
 import shutil
 import sys
 import tempfile

@@ -479,7 +479,6 @@ def stage_end_seconds(est, X, repeats=3):
 
 def bench_modes(state, alpha, fmt, dtype, Y64, docs, init, roof, n_fits, n_stages, modes):
     X, _ = block_of(fmt, dtype, Y64, docs)
-    csr = fmt == "csr"
     N = X.shape[0]
     C0 = np.ascontiguousarray(init, dtype=dtype)
     D = np.ascontiguousarray(_engine.pinv_rows(C0))

@@ -115,8 +115,8 @@ class AND(StreamingNMFBase):
         Start matrix (the paper's ``A0`` transposed). ``"spa"``: the purest samples among the
         leading rows (up to 64 MiB of them, at least the first block; ``partial_fit``: the
         first chunk) by successive projections, as the paper suggests; ``"random"``: random
-        convex combinations of those rows. The recovery guarantee assumes a warm start; from a data-driven one the slower
-        ``thresholds="geometric"`` is the safer schedule (see bench/README.md).
+        convex combinations of those rows. The recovery guarantee assumes a warm start; how
+        far a data-driven one gets is measured in bench/README.md ("Starting from the data").
     tol : float or None, default=None
         Stop when the relative change of the components over a stage is at most ``tol``.
         None: ``10 * eps`` of the dtype (round-off).

@@ -18,7 +18,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import __version__, _engine, _io
 from .schedules import make_schedule
-from .sources import Source, as_source, check_block, leading_rows
+from .sources import as_source, check_block, leading_rows
 
 INIT_OPTIONS = ("spa", "random")
 
