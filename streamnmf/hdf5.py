@@ -27,8 +27,8 @@ type), the block is not copied at all: it is a view of a private memory map of t
 the file (``mmap.ACCESS_COPY``: the pages come straight from the operating system's file cache,
 and writing to the block changes neither the file nor other blocks). Reading a block from the
 cache then costs a few page faults instead of a copy through HDF5, which leaves the cores to
-the kernels (on two cores a stagewise pass from the page cache took 1.02-1.19x the in-memory
-compute, against 1.35-1.41x copying). Every other block is read with ``read_direct``.
+the kernels (on two cores a stagewise pass from the page cache took 0.97-1.19x the in-memory
+compute, against 1.16-1.41x copying, in two runs). Every other block is read with ``read_direct``.
 ``memory_map=False`` turns this off. As with any memory map, a file truncated in place while
 a block of it is in use ends the process (SIGBUS); replacing the file (write a new one,
 rename it over) is safe.
