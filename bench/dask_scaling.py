@@ -8,9 +8,13 @@ stages on the same data:
 * ``single-1t``: the same with BLAS limited to one thread (threadpoolctl): the fair reference
   for one single-threaded Dask worker, so that "Dask overhead" is not confused with "one
   thread instead of two";
-* ``dask-1``: ``LocalCluster(n_workers=1, threads_per_worker=1, processes=True)``, a fresh
-  cluster per fit (no idle cluster running in this process while another one is timed);
+* ``dask-1``: ``streamnmf.local_cluster(1)`` (what ``streamnmf fit --workers 1`` starts: one
+  single-threaded worker process, dask's housekeeping slowed), a fresh cluster per fit (no
+  idle cluster running in this process while another one is timed);
 * ``dask-2``: the same with 2 worker processes;
+* ``dask-defaults-1`` / ``-2``: ``LocalCluster(n_workers, threads_per_worker=1,
+  processes=True)`` with dask's default settings (memory polled every 100 ms by every nanny
+  and worker, event-loop ticks every 20 ms): what that housekeeping costs on shared cores;
 * ``raw-1`` / ``raw-2``: the map work of a pass (read, decode, accumulate; no Dask, no solve) in
   1 or 2 plain processes of a ``multiprocessing`` pool, decoding with the fits' middle stage's
   matrix and threshold: the speedup this machine allows at that moment. On a shared machine with
@@ -25,14 +29,17 @@ start, file opened on the workers, kernels loaded). Configurations run round-rob
 load average is recorded before and after every fit, and the CPU seconds of this process
 (client, scheduler, nannies) and of every worker per pass (an "idle-machine model": client
 CPU + busiest worker's CPU). Reported: median seconds per pass, speedup ``dask-1 / dask-2``
-(target >= 1.7 on 2 idle cores) next to ``raw-1 / raw-2``, the overhead ``dask-1 /
+(target >= 1.7 on 2 idle cores; and the same with dask's defaults) next to ``raw-1 / raw-2``, the overhead ``dask-1 /
 single-1t``, and the largest relative difference of the components against ``single``.
 
 The data file is generated once (``write_hdf5``, "dir" data, dense float64, contiguous: the
 workers map their blocks) and reused: full 200000 x 1000 (1.6 GB, 96 blocks; n_components
 100), quick 59040 x 400 (189 MB, 12 blocks; 40).
 
-Usage: ``python bench/dask_scaling.py [--quick] [--data PATH] [--out bench/results]``
+``--n-samples`` changes the number of rows (passes of several seconds at one worker: 600000
+rows, 4.8 GB).
+
+Usage: ``python bench/dask_scaling.py [--quick] [--n-samples N] [--data PATH] [--out DIR]``
 """
 
 import argparse
@@ -54,7 +61,7 @@ SIZES = {
     "full": dict(n_samples=200_000, n_features=1000, n_components=100, stages=4, rounds=2),
     "quick": dict(n_samples=59_040, n_features=400, n_components=40, stages=4, rounds=2),
 }
-CONFIGS = ("single", "single-1t", "dask-1", "dask-2")
+CONFIGS = ("single", "single-1t", "dask-1", "dask-2", "dask-defaults-1", "dask-defaults-2")
 RAW = ("raw-1", "raw-2")  # the same block work in 1 / 2 plain processes: the machine's ceiling
 
 
@@ -199,6 +206,9 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="a small file and few stages")
     parser.add_argument("--data", default=None,
                         help="HDF5 file to use or create (default: in the temp directory)")
+    parser.add_argument("--n-samples", type=int, default=None,
+                        help="rows of the data file (default: 200000 full, 59040 quick); the "
+                             "results go to dask_scaling-<n>.json when it differs")
     parser.add_argument("--stages", type=int, default=None, help="stages per fit")
     parser.add_argument("--rounds", type=int, default=None, help="round-robin rounds")
     parser.add_argument("--out", default=str(_common.RESULTS))
@@ -208,6 +218,11 @@ def main(argv=None):
     stages = args.stages or size["stages"]
     rounds = args.rounds or size["rounds"]
     n, m, k = size["n_samples"], size["n_features"], size["n_components"]
+    custom_n = args.n_samples is not None and args.n_samples != n
+    if args.n_samples is not None:
+        if args.n_samples < 1:
+            parser.error(f"--n-samples must be at least 1, got {args.n_samples}")
+        n = args.n_samples
     path = args.data or os.path.join(tempfile.gettempdir(), "streamnmf-bench",
                                      f"dask_scaling-{n}x{m}.h5")
 
@@ -216,7 +231,7 @@ def main(argv=None):
 
     import h5py
 
-    from streamnmf import AND, HDF5Source
+    from streamnmf import AND, HDF5Source, local_cluster
     from streamnmf.datasets import make_init
 
     _timed_run()
@@ -259,9 +274,12 @@ def main(argv=None):
                 if name.startswith("dask"):
                     # a cluster per fit: no idle cluster's event loops in this process while
                     # another configuration is timed (its first stage, dropped, warms it up)
-                    cluster = LocalCluster(n_workers=int(name[-1]), threads_per_worker=1,
-                                           processes=True, dashboard_address=":0",
-                                           silence_logs=logging.ERROR)
+                    if "defaults" in name:
+                        cluster = LocalCluster(n_workers=int(name[-1]), threads_per_worker=1,
+                                               processes=True, dashboard_address=":0",
+                                               silence_logs=logging.ERROR)
+                    else:
+                        cluster = local_cluster(int(name[-1]), silence_logs=logging.ERROR)
                     client = Client(cluster)
                     kwargs, pids = dict(client=client), sorted(client.run(os.getpid).values())
                     blas_threads = client.run(lambda: [
@@ -307,6 +325,7 @@ def main(argv=None):
     med = {name: _common.summary(runs[name]["seconds"]) for name in CONFIGS + RAW}
     raw_speedup = med["raw-1"]["median"] / med["raw-2"]["median"]
     speedup = med["dask-1"]["median"] / med["dask-2"]["median"]
+    speedup_defaults = med["dask-defaults-1"]["median"] / med["dask-defaults-2"]["median"]
     overhead_1t = med["dask-1"]["median"] / med["single-1t"]["median"]
     overhead = med["dask-1"]["median"] / med["single"]["median"]
     vs_single = med["single"]["median"] / med["dask-2"]["median"]
@@ -348,7 +367,8 @@ def main(argv=None):
                         floatfmt="{:.3g}"))
     print(f"\nspeedup 2 vs 1 worker: {speedup:.2f}x (target >= 1.7); overhead 1 worker vs "
           f"single-process 1 BLAS thread: {overhead_1t:.2f}x, vs 2 BLAS threads: {overhead:.2f}x"
-          f"; single-process / dask-2: {vs_single:.2f}x")
+          f"; single-process / dask-2: {vs_single:.2f}x\nwith dask's default housekeeping: "
+          f"{speedup_defaults:.2f}x")
     print("CPU seconds per pass (client = this process: client, scheduler, nannies):")
     for name in CONFIGS:
         pr = projected[name]
@@ -372,6 +392,7 @@ def main(argv=None):
         n_components=k, block_rows=source.block_rows, stages_per_fit=stages, rounds=rounds,
         generate_seconds=generate_seconds, runs=runs, summary=med,
         speedup_2_vs_1_worker=speedup, overhead_1_worker_vs_single_1_thread=overhead_1t,
+        speedup_2_vs_1_worker_dask_defaults=speedup_defaults,
         overhead_1_worker_vs_single=overhead, single_over_dask_2=vs_single,
         raw_speedup_2_vs_1_process=raw_speedup,
         dask_speedup_over_raw_speedup=speedup / raw_speedup,
@@ -384,7 +405,8 @@ def main(argv=None):
         components_max_rel_diff=differences, traffic=traffic, worker_blas_threads=blas_threads,
         machine=machine,
     )
-    out = Path(args.out) / f"dask_scaling{'-quick' if args.quick else ''}.json"
+    out = Path(args.out) / (f"dask_scaling{'-quick' if args.quick else ''}"
+                            f"{f'-{n}' if custom_n else ''}.json")
     _common.save_json(result, out)
     print(f"wrote {out}")
 

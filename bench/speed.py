@@ -30,12 +30,17 @@
     (numba compiles and writes its cache there), then a second fresh subprocess with the same
     folder (numba loads the cache); in each, the time of the import and of the first and second
     call of every path (stagewise dense, sgd dense f64/f32, sgd CSR).
+(d) Dense decode with few components: ``_kernels.dense_decode_narrow`` (dot products,
+    thresholded in the same pass) against BLAS's GEMM followed by ``threshold_codes``, the two
+    paths of ``_engine.decode``, on DIR data at m = 100 and 1000 features, n = 2 ... 16
+    components, float64 and float32, one BLAS thread, timed round-robin; the engine takes the
+    narrow kernel up to ``_engine.NARROW_DECODE_COMPONENTS`` components.
 
 (a) and (b) are run under every BLAS thread count of ``--threads`` (threadpoolctl), because on
 this shared 2-core machine multi-threaded OpenBLAS is erratic under load (see the report).
 
 Usage: ``python bench/speed.py [--quick] [--out bench/results] [--threads 2 1]
-[--parts stage sgd compile profile]``; a run of only some parts writes
+[--parts stage sgd decode compile profile]``; a run of only some parts writes
 ``speed[-quick]-<parts>.json/png`` and leaves the full report alone.
 """
 
@@ -357,6 +362,56 @@ def bench_sgd_shape(quick, threads, m, n):
     return rows
 
 
+# -- (d) narrow decode ------------------------------------------------------------------------
+DECODE_COMPONENTS = (2, 3, 4, 5, 6, 8, 10, 16)
+
+
+def bench_decode(quick):
+    """Microseconds per sample of the two dense decode paths (median of round-robin repeats)."""
+    from threadpoolctl import threadpool_limits
+
+    from streamnmf import _kernels as K
+
+    rows = []
+    for m in (100, N_FEATURES):
+        N = (20000 if quick else 100000) * (N_FEATURES // m) // 10
+        for n in DECODE_COMPONENTS:
+            Y64, truth, _ = make_dataset("dir", N, n, m, random_state=0)
+            D64 = _engine.pinv_rows(make_init(truth, random_state=1))
+            for dtype in (np.float64, np.float32):
+                Y, D = Y64.astype(dtype), D64.astype(dtype)
+                alpha = dtype(0.1)
+
+                def narrow():
+                    Z = np.empty((N, n), dtype)
+                    indptr = np.empty(N + 1, np.int64)
+                    indices = np.empty(N * n, np.int32)
+                    K.dense_decode_narrow(Y, np.ascontiguousarray(D.T), alpha, K.HARD, Z,
+                                          indptr, indices)
+
+                def gemm():
+                    Z = Y @ D
+                    K.threshold_codes(Z, alpha, K.HARD, np.empty(N + 1, np.int64))
+
+                times = {"narrow": [], "gemm": []}
+                with threadpool_limits(1):
+                    for rep in range(6 if quick else 10):
+                        for name, fn in (("narrow", narrow), ("gemm", gemm)):
+                            t0 = time.perf_counter()
+                            fn()
+                            if rep:  # the first round compiles and warms up
+                                times[name].append(time.perf_counter() - t0)
+                us = {k: _common.summary(v)["median"] / N * 1e6 for k, v in times.items()}
+                rows.append(dict(m=m, n=n, dtype=np.dtype(dtype).name, N=N,
+                                 narrow_us=us["narrow"], gemm_threshold_us=us["gemm"],
+                                 speedup=us["gemm"] / us["narrow"],
+                                 engine_uses_narrow=n <= _engine.NARROW_DECODE_COMPONENTS))
+                print(f"  m={m:4d} n={n:2d} {rows[-1]['dtype']:7s}: narrow {us['narrow']:.3f} us, "
+                      f"GEMM + threshold {us['gemm']:.3f} us a sample: "
+                      f"{rows[-1]['speedup']:.2f}x", flush=True)
+    return rows
+
+
 # -- (c) compile time -------------------------------------------------------------------------
 CHILD = r"""
 import json, sys, time
@@ -449,8 +504,9 @@ def main(argv=None):
     parser.add_argument("--threads", nargs="+", type=int, default=None,
                         help="BLAS thread counts to run (a) and (b) under "
                              "(default: the machine's CPU count, then 1; --quick: 1)")
-    parser.add_argument("--parts", nargs="+", default=["stage", "sgd", "compile", "profile"],
-                        choices=["stage", "sgd", "compile", "profile"])
+    parser.add_argument("--parts", nargs="+",
+                        default=["stage", "sgd", "decode", "compile", "profile"],
+                        choices=["stage", "sgd", "decode", "compile", "profile"])
     args = parser.parse_args(argv)
     threads = args.threads or ([1] if args.quick else sorted({os.cpu_count() or 1, 1},
                                                              reverse=True))
@@ -500,6 +556,13 @@ def main(argv=None):
             ("lib_update_us", "lib update"), ("numpy_us_per_sample", "numpy total"),
             ("numpy_decode_us", "numpy decode"), ("numpy_decode_share", "decode share"),
             ("decode_ratio", "decode numpy/lib")], floatfmt="{:.3g}"))
+        print(flush=True)
+
+    if "decode" in args.parts:
+        print("(d) dense decode with few components: narrow kernel vs GEMM + threshold",
+              flush=True)
+        payload["decode"] = bench_decode(args.quick)
+        print(f"engine: narrow kernel up to {_engine.NARROW_DECODE_COMPONENTS} components")
         print(flush=True)
 
     if "compile" in args.parts:

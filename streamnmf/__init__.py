@@ -18,6 +18,18 @@ from .hdf5 import HDF5Source  # noqa: E402
 ESTIMATORS = {"AND": AND, "Purification": Purification}
 
 
+def local_cluster(n_workers=None, **kwargs):
+    """A Dask ``LocalCluster`` for fitting on this machine (needs ``streamnmf[dask]``).
+
+    One single-threaded worker process per core by default, with dask's housekeeping slowed
+    so that it takes less of the cores the tasks need; see ``streamnmf._dask.local_cluster``
+    for the parameters. ``Client(local_cluster())`` is then passed as ``client=``.
+    """
+    from ._dask import local_cluster as make
+
+    return make(n_workers, **kwargs)
+
+
 def load(path):
     """Load a model file written by ``estimator.save`` or ``streamnmf fit --out``.
 
@@ -33,4 +45,5 @@ def load(path):
     return StreamingNMFBase.load(path)
 
 
-__all__ = ["AND", "Purification", "HDF5Source", "load", "datasets", "metrics", "schedules", "sources", "__version__"]
+__all__ = ["AND", "Purification", "HDF5Source", "load", "local_cluster", "datasets", "metrics",
+           "schedules", "sources", "__version__"]

@@ -84,6 +84,93 @@ def threshold_codes(V, alpha, kind, z_indptr):
 
 
 @numba.njit(**_jit)
+def dense_decode_narrow(Y, D_T, alpha, kind, Z, z_indptr, z_indices):
+    """Decode and threshold dense rows in one pass, for a decoding matrix with few columns.
+
+    ``Z = phi_alpha(Y @ D_T.T)`` as ``Y @ D`` followed by ``threshold_codes``, but every decoded
+    value is a dot product of two contiguous rows, thresholded at once. BLAS's GEMM is slow
+    when ``D`` has only a few columns, and thresholding in a second pass adds to it; up to
+    four components this is 1-4x faster (see ``_engine.NARROW_DECODE_COMPONENTS``).
+
+    Parameters
+    ----------
+    Y : ndarray of shape (n_samples, n_features)
+    D_T : ndarray of shape (n_components, n_features), C-ordered
+        The stage's decoding matrix, transposed (rows of ``pinv(C).T``).
+    alpha : float
+    kind : int
+        ``HARD`` or ``SHIFTED_RELU``.
+    Z : ndarray of shape (n_samples, n_components)
+        Output: the codes (the dtype of ``D_T``).
+    z_indptr : ndarray of shape (n_samples + 1,), int64
+        Output: the CSR row pointers of the support.
+    z_indices : ndarray of shape (n_samples * n_components,), int32
+        Output: the support's column indices, row after row, in its first ``nnz`` entries.
+
+    Returns
+    -------
+    nnz : int
+        Number of non-zero codes.
+    v_min : float
+        Smallest decoded value before thresholding (as ``threshold_codes``).
+    """
+    n_samples, n_features = Y.shape
+    n_components = D_T.shape[0]
+    z_indptr[0] = 0
+    nnz = 0
+    v_min = np.inf
+    for i in range(n_samples):
+        y = Y[i]
+        for k in range(n_components):
+            d = D_T[k]
+            v = Z.dtype.type(0.0)
+            for f in range(n_features):
+                v += y[f] * d[f]
+            v_min = min(v_min, v)
+            if kind == HARD:
+                keep = v >= alpha
+            else:
+                v = v - alpha
+                keep = v > 0.0
+            if keep and v != 0.0:
+                Z[i, k] = v
+                z_indices[nnz] = k
+                nnz += 1
+            else:
+                Z[i, k] = 0.0
+        z_indptr[i + 1] = nnz
+    return nnz, v_min
+
+
+@numba.njit(**_jit)
+def row_max_sum(Z, z_indptr, z_indices):
+    """``Z.max(axis=1).sum()`` from the support alone, in ``O(nnz)``.
+
+    NumPy's reduction along rows of a few components costs more than the decode itself; the
+    entries off the support are zeros, which count only in rows whose support is not full.
+
+    Parameters
+    ----------
+    Z : ndarray of shape (n_samples, n_components)
+    z_indptr : ndarray of shape (n_samples + 1,), int64
+    z_indices : ndarray of shape (nnz,), int32
+
+    Returns
+    -------
+    float
+    """
+    n_samples, n_components = Z.shape
+    total = 0.0
+    for i in range(n_samples):
+        lo, hi = z_indptr[i], z_indptr[i + 1]
+        best = 0.0 if hi - lo < n_components else -np.inf
+        for p in range(lo, hi):
+            best = max(best, Z[i, z_indices[p]])
+        total += best
+    return total
+
+
+@numba.njit(**_jit)
 def csr_decode(data, indices, indptr, D, V):
     """Decode CSR rows: ``V = Y @ D`` in ``O(nnz(Y) n_components)``, independent of n_features.
 
@@ -134,6 +221,16 @@ def _residual_csr(data, indices, indptr, Z, i, z_indptr, z_indices, C, r):
             r[f] -= zk * ck[f]
     for p in range(indptr[i], indptr[i + 1]):
         r[indices[p]] += data[p]
+
+
+@numba.njit(**_jit)
+def _squared_norm(r):
+    # a loop, not np.dot: numba's np.dot calls BLAS, whose per-call cost was a fifth of the
+    # whole per-sample update at 100 features (bench/speed.py, part sgd)
+    total = 0.0
+    for f in range(r.shape[0]):
+        total += r[f] * r[f]
+    return total
 
 
 @numba.njit(**_jit)
@@ -208,7 +305,7 @@ def sgd_update_dense(Y, Z, z_indptr, z_indices, C, eta, batch_size, G, touched, 
     n_touched = np.zeros(1, dtype=np.int64)
     for i in range(n_samples):
         _residual_dense(Y[i], Z, i, z_indptr, z_indices, C, r)
-        batch_state[1] += np.dot(r, r)
+        batch_state[1] += _squared_norm(r)
         if batch_size == 1:
             _sgd_step(Z, i, z_indptr, z_indices, r, C, eta)
             continue
@@ -229,7 +326,7 @@ def sgd_update_csr(data, indices, indptr, Z, z_indptr, z_indices, C, eta, batch_
     n_touched = np.zeros(1, dtype=np.int64)
     for i in range(n_samples):
         _residual_csr(data, indices, indptr, Z, i, z_indptr, z_indices, C, r)
-        batch_state[1] += np.dot(r, r)
+        batch_state[1] += _squared_norm(r)
         if batch_size == 1:
             _sgd_step(Z, i, z_indptr, z_indices, r, C, eta)
             continue

@@ -191,14 +191,15 @@ def _dask_client(args):
     if args.scheduler is None and args.workers is None:
         return None, None
     try:
-        from dask.distributed import Client, LocalCluster
+        from dask.distributed import Client
     except ImportError:
         raise SystemExit("--scheduler/--workers need Dask: pip install 'streamnmf[dask]'") \
             from None
     if args.scheduler is not None:
         return Client(args.scheduler), None
-    cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
-                           dashboard_address=":0")
+    from ._dask import local_cluster
+
+    cluster = local_cluster(args.workers)
     return Client(cluster), cluster
 
 

@@ -254,7 +254,8 @@ def pass_ranges(n_samples, block_rows, order=None, start=0):
 class ArraySource(Source):
     """An in-memory dense array or CSR matrix, served in row blocks.
 
-    Dense blocks are views (no copies); CSR blocks are row slices of the matrix.
+    Blocks are views (no copies): dense row slices, and CSR rows sharing the matrix's values
+    and column indices (:func:`csr_rows`).
 
     Parameters
     ----------
@@ -296,8 +297,34 @@ class ArraySource(Source):
     def _blocks(self, start, epoch):
         n_blocks = -(-self.n_samples // self.block_rows)
         order = block_order(n_blocks, epoch, self.seed) if self.shuffle else None
+        rows = csr_rows if sp.issparse(self.X) else (lambda X, lo, hi: X[lo:hi])
         for row_start, row_stop in pass_ranges(self.n_samples, self.block_rows, order, start):
-            yield self.X[row_start:row_stop]
+            yield rows(self.X, row_start, row_stop)
+
+
+def csr_rows(X, row_start, row_stop):
+    """Rows ``[row_start, row_stop)`` of a CSR matrix, sharing its values and column indices.
+
+    scipy's row slice copies both (a quarter of an "sgd" pass over in-memory CSR rows at 100
+    features went into that copy); here only the block's row pointers are new.
+
+    Parameters
+    ----------
+    X : csr_matrix of shape (n_samples, n_features)
+    row_start, row_stop : int
+
+    Returns
+    -------
+    csr_matrix of shape (row_stop - row_start, n_features)
+        A view: never write into it.
+    """
+    lo, hi = X.indptr[row_start], X.indptr[row_stop]
+    block = sp.csr_matrix((row_stop - row_start, X.shape[1]), dtype=X.dtype)
+    # assigned, not passed to the constructor, which copies a view of less than half its base
+    block.data = X.data[lo:hi]
+    block.indices = X.indices[lo:hi]
+    block.indptr = X.indptr[row_start:row_stop + 1] - lo
+    return block
 
 
 class IterableSource(Source):

@@ -13,9 +13,11 @@ import scipy.sparse as sp
 
 pytest.importorskip("dask.distributed")  # optional for users; the [test] extra installs it
 
+import dask  # noqa: E402
 import dask.array as da  # noqa: E402
 from dask.distributed import Client, LocalCluster  # noqa: E402
 
+import streamnmf  # noqa: E402
 from streamnmf import AND, HDF5Source, Purification  # noqa: E402
 from streamnmf.datasets import make_dataset  # noqa: E402
 from streamnmf.sources import ArraySource, IterableSource  # noqa: E402
@@ -74,10 +76,21 @@ def thread_client():
 
 @pytest.fixture(scope="module")
 def process_client():
-    """Worker processes with nannies (the kill tests, last in this file, restart them)."""
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=":0") as cluster, Client(cluster) as client:
+    """Worker processes with nannies, as ``streamnmf.local_cluster`` starts them (the kill
+    tests, last in this file, restart them)."""
+    with streamnmf.local_cluster(2) as cluster, Client(cluster) as client:
         yield client
+
+
+def test_local_cluster_settings_reach_the_workers_and_stay_there(process_client):
+    from streamnmf._dask import LOCAL_CLUSTER_CONFIG
+
+    key = "distributed.worker.memory.monitor-interval"
+    seen = process_client.run(lambda: __import__("dask").config.get(key))
+    assert set(seen.values()) == {LOCAL_CLUSTER_CONFIG[key]} and len(seen) == 2
+    assert dask.config.get(key) != LOCAL_CLUSTER_CONFIG[key]  # this process: dask's default
+    info = process_client.scheduler_info()["workers"].values()
+    assert [w["nthreads"] for w in info] == [1, 1]
 
 
 # -- same components as the single-process fit ---------------------------------------------------
@@ -93,6 +106,24 @@ def test_hdf5_stagewise_matches_single_process(h5path, reference, thread_client,
     np.testing.assert_array_equal(on_processes.components_, on_threads.components_)
     from_path = AND(N_COMPONENTS, client=thread_client, **FIT).fit(h5path)
     assert_close(from_path, AND(N_COMPONENTS, **FIT).fit(h5path))
+
+
+def test_command_line_fits_on_a_scheduler_and_on_a_local_cluster(h5path, process_client,
+                                                                tmp_path):
+    from streamnmf.cli import main
+
+    def fit(*extra):
+        out = str(tmp_path / f"model{len(os.listdir(tmp_path))}.h5")
+        assert main(["fit", h5path, "--rank", str(N_COMPONENTS), "--n-stages", "4",
+                     "--out", out, "--json", *extra]) == 0
+        return streamnmf.load(out)
+
+    single = fit()
+    on_scheduler = fit("--scheduler", process_client.scheduler.address)
+    on_local_cluster = fit("--workers", "1")
+    assert_close(on_scheduler, single)
+    assert_close(on_local_cluster, single)
+    assert on_scheduler.n_stages_ == single.n_stages_ == 4
 
 
 def test_blocks_grouped_into_fewer_tasks(h5path, reference, thread_client, monkeypatch):

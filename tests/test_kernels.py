@@ -30,10 +30,18 @@ def codes(Y, D, alpha, kind):
     return _engine.decode(Y, D, alpha, kind)[:3]
 
 
+@pytest.fixture(params=["narrow", "gemm"])
+def dense_decoder(request, monkeypatch):
+    """Both decoders of dense rows: the fused narrow kernel and GEMM + ``threshold_codes``."""
+    limit = 10**9 if request.param == "narrow" else 0
+    monkeypatch.setattr(_engine, "NARROW_DECODE_COMPONENTS", limit)
+    return request.param
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("layout", ["dense", "csr"])
 @pytest.mark.parametrize("kind", [K.HARD, K.SHIFTED_RELU])
-def test_decode_matches_reference(dtype, layout, kind):
+def test_decode_matches_reference(dtype, layout, kind, dense_decoder):
     rng = np.random.default_rng(0)
     Y, D, _ = make(rng, 40, 30, 8, dtype, density=0.3 if layout == "csr" else 1.0)
     alpha = 0.2
@@ -45,6 +53,57 @@ def test_decode_matches_reference(dtype, layout, kind):
     np.testing.assert_array_equal(indptr, ref_indptr)
     np.testing.assert_array_equal(indices, ref_indices)
     assert not Z[1].any() and indptr[2] == indptr[1]  # the all-zero sample has empty support
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("kind", [K.HARD, K.SHIFTED_RELU])
+def test_narrow_decode_kernel_matches_reference(dtype, kind):
+    # the fused kernel itself, on shapes around the engine's switch, a zero-row block and a
+    # block where every code is below the threshold
+    rng = np.random.default_rng(11)
+    for n_samples, n_features, n_components, alpha in [(33, 50, 1, 0.1), (20, 7, 16, 0.2),
+                                                        (0, 5, 3, 0.1), (9, 12, 4, 1e9)]:
+        Y, D, _ = make(rng, max(n_samples, 2), n_features, n_components, dtype)
+        Y = Y[:n_samples]
+        Z = np.full((n_samples, n_components), np.nan, dtype=dtype)  # every entry written
+        indptr = np.empty(n_samples + 1, dtype=np.int64)
+        indices = np.empty(n_samples * n_components, dtype=np.int32)
+        nnz, v_min = K.dense_decode_narrow(Y, np.ascontiguousarray(D.T), dtype(alpha), kind,
+                                           Z, indptr, indices)
+        expected = naive.decode(Y, D, alpha, kind)
+        np.testing.assert_allclose(Z, expected, rtol=RTOL[dtype], atol=RTOL[dtype])
+        ref_indptr, ref_indices = naive.support(expected)
+        np.testing.assert_array_equal(indptr, ref_indptr)
+        np.testing.assert_array_equal(indices[:nnz], ref_indices)
+        assert v_min == pytest.approx((Y @ D).min() if n_samples else np.inf,
+                                      rel=RTOL[dtype])
+
+
+def test_narrow_decode_keeps_alpha_exactly_hit():
+    # a decoded value equal to alpha is kept by the hard threshold and dropped by the shifted
+    # ReLU, as in threshold_codes (D = identity: the decoded values are the samples)
+    Y = np.array([[0.25, 0.2499999, 0.5, -1.0, 0.0]])
+    D_T = np.eye(5)
+    for kind, want, support in [(K.HARD, [0.25, 0, 0.5, 0, 0], [0, 2]),
+                                (K.SHIFTED_RELU, [0, 0, 0.25, 0, 0], [2])]:
+        Z, indptr, indices = np.empty((1, 5)), np.empty(2, np.int64), np.empty(5, np.int32)
+        nnz, v_min = K.dense_decode_narrow(Y, D_T, 0.25, kind, Z, indptr, indices)
+        np.testing.assert_array_equal(Z[0], want)
+        np.testing.assert_array_equal(indices[:nnz], support)
+        assert v_min == -1.0
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_row_max_sum_matches_numpy(dtype, dense_decoder):
+    # alpha < 0 keeps negative codes: a row whose support is full has a negative maximum,
+    # one with a dropped entry has maximum >= 0 (its zeros); alpha huge: every row empty
+    rng = np.random.default_rng(12)
+    Y, D, _ = make(rng, 60, 15, 3, dtype)
+    for alpha in (-0.5, -0.1, 0.0, 0.2, 1e9):
+        Z, indptr, indices = codes(Y, D, alpha, K.HARD)
+        assert K.row_max_sum(Z, indptr, indices) == pytest.approx(
+            float(Z.max(axis=1).sum()), rel=RTOL[dtype], abs=RTOL[dtype])
+    assert K.row_max_sum(Z[:0], indptr[:1], indices[:0]) == 0.0
 
 
 def test_hard_threshold_keeps_alpha_exactly_hit_and_shifted_relu_drops_it():
@@ -61,7 +120,7 @@ def test_hard_threshold_keeps_alpha_exactly_hit_and_shifted_relu_drops_it():
     np.testing.assert_array_equal(idx, [2])
 
 
-def test_empty_support_everywhere():
+def test_empty_support_everywhere(dense_decoder):
     rng = np.random.default_rng(1)
     Y, D, C = make(rng, 10, 12, 4, np.float64)
     Z, indptr, indices = codes(Y, D, 1e9, K.HARD)
@@ -76,7 +135,7 @@ def test_empty_support_everywhere():
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("layout", ["dense", "csr"])
 @pytest.mark.parametrize("batch_size", [1, 3, 7])
-def test_sgd_update_matches_reference(dtype, layout, batch_size):
+def test_sgd_update_matches_reference(dtype, layout, batch_size, dense_decoder):
     rng = np.random.default_rng(2)
     Y, D, C = make(rng, 25, 20, 6, dtype, density=0.4 if layout == "csr" else 1.0)
     Z, indptr, indices = codes(as_input(Y, layout), D, 0.1, K.HARD)
@@ -131,12 +190,12 @@ def test_accumulate_stats_matches_reference(dtype, layout):
 
 @pytest.mark.parametrize("layout", ["dense", "csr"])
 @pytest.mark.parametrize("alpha", [0.0, 0.3, 5.0])  # dense codes (BLAS path), sparse, empty
-def test_stage_stats_paths_agree(layout, alpha):
+def test_stage_stats_paths_agree(layout, alpha, dense_decoder):
     rng = np.random.default_rng(5)
     Y, D, _ = make(rng, 50, 40, 9, np.float64, density=0.3 if layout == "csr" else 1.0)
     Yin = as_input(Y, layout)
     Z, indptr, indices, v_min = _engine.decode(Yin, D, alpha, K.HARD)
-    assert v_min == (naive.dense(Yin) @ D).min()
+    assert v_min == pytest.approx((naive.dense(Yin) @ D).min(), rel=1e-12)
     s = _engine.StageStats(9, 40, with_sum_y=True)
     s.add(Yin, Z, indptr, indices, v_min, with_products=True)
     S_zy, S_zz, sum_z = naive.stats(Y, Z)

@@ -106,10 +106,17 @@ def test_array_source_blocks_from_start(dense, csr, block_rows, start):
         assert np.array_equal(as_dense(got), as_dense(X[start:]))
 
 
-def test_array_source_unshuffled_blocks_are_views(dense):
+def test_array_source_unshuffled_blocks_are_views(dense, csr):
     source = ArraySource(dense, block_rows=300)
     assert all(np.shares_memory(b, dense) for b in source.blocks())
     assert [b.shape[0] for b in source.blocks()] == [300, 300, 300, 100]
+    # CSR blocks share the values and column indices (scipy's row slice would copy them)
+    blocks = list(ArraySource(csr, block_rows=300).blocks(start=10))
+    assert [b.shape[0] for b in blocks] == [290, 300, 300, 100]
+    for b, lo in zip(blocks, (10, 300, 600, 900)):
+        assert np.shares_memory(b.data, csr.data) and np.shares_memory(b.indices, csr.indices)
+        assert b.indptr[0] == 0 and b.has_canonical_format
+        assert (b != csr[lo:lo + b.shape[0]]).nnz == 0
 
 
 def test_array_source_shuffle_resume(dense):
