@@ -85,9 +85,10 @@ _SOURCE_CACHE_SIZE = 4
 #: --workers``). On one machine the scheduler and the nannies run in the client's process and,
 #: with the workers, share the cores the tasks need; dask's default housekeeping there (every
 #: nanny and worker polls its memory 10 times a second, every server ticks its event loop every
-#: 20 ms and reads system counters twice a second) took 0.1-0.15 s of CPU a pass from two
-#: workers on two cores: 2 vs 1 worker 1.56-1.66x with the defaults, 1.84-1.86x with these
-#: (bench/dask_scaling.py). Memory is still checked every second: a stage holds a few blocks.
+#: 20 ms and reads system counters twice a second) kept the client process at 0.33-0.34 CPU-s
+#: a pass of ~3 s with two workers on two cores, 0.19 with these settings (bench/
+#: dask_scaling.py --n-samples 600000). Memory is still checked every second: a stage holds a
+#: few blocks.
 LOCAL_CLUSTER_CONFIG = {
     "distributed.worker.memory.monitor-interval": "1s",
     "distributed.admin.system-monitor.interval": "2s",
@@ -101,7 +102,7 @@ def local_cluster(n_workers=None, **kwargs):
     One single-threaded worker process per core by default (the tasks are BLAS-bound and hold
     the GIL in places: processes, not threads) and quieter housekeeping
     (``LOCAL_CLUSTER_CONFIG``: on a machine the workers share with the scheduler, dask's
-    default monitors cost the fit about 5% of its CPU). ``streamnmf fit --workers N`` starts
+    default monitors took 0.15 CPU-s more a pass of ~3 s). ``streamnmf fit --workers N`` starts
     this cluster.
 
     Parameters

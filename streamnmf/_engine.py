@@ -65,8 +65,9 @@ DENSE_CODES = 0.1
 #: at most this many components, dense rows decode with ``_kernels.dense_decode_narrow`` (dot
 #: products, thresholded in the same pass) instead of a BLAS GEMM and ``threshold_codes``: GEMM
 #: with so narrow a ``D`` runs far below its speed on wide shapes. Measured (bench/speed.py,
-#: part ``decode``, one thread): 1.0-3.9x faster up to 4 components at 100 and 1000 features,
-#: float64 and float32; from 5-8 on GEMM wins in float32, from 10-16 in float64.
+#: part ``decode``, one thread, two runs): up to 4 components 1.6-4.2x faster in float64 and
+#: at 1000 features, 0.9-2.6x in float32 at 100 features; beyond that GEMM wins from 5-8
+#: components in float32 and from 10-16 in float64.
 NARROW_DECODE_COMPONENTS = 4
 
 

@@ -90,7 +90,7 @@ def dense_decode_narrow(Y, D_T, alpha, kind, Z, z_indptr, z_indices):
     ``Z = phi_alpha(Y @ D_T.T)`` as ``Y @ D`` followed by ``threshold_codes``, but every decoded
     value is a dot product of two contiguous rows, thresholded at once. BLAS's GEMM is slow
     when ``D`` has only a few columns, and thresholding in a second pass adds to it; up to
-    four components this is 1-4x faster (see ``_engine.NARROW_DECODE_COMPONENTS``).
+    four components this is up to 4x faster (see ``_engine.NARROW_DECODE_COMPONENTS``).
 
     Parameters
     ----------
