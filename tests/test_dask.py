@@ -167,11 +167,15 @@ def test_dask_array_without_and_with_client(data, thread_client):
                                rtol=1e-8, atol=1e-12)
 
 
-def test_purification_on_a_dask_array(data):
+def test_purification_on_a_dask_array_and_with_a_client(data, h5path, thread_client):
     # Purification's rule needs sum(y): the statistics carry it through the reduction
     kwargs = dict(n_iter=4, alpha=0.05, tol=0, n_iter_no_change=None, random_state=0)
     ref = Purification(N_COMPONENTS, **kwargs).fit(data)  # the same init: the first 16 MiB
     est = Purification(N_COMPONENTS, **kwargs).fit(da.from_array(data, chunks=(BLOCK_ROWS, -1)))
+    assert_close(est, ref)
+    source = HDF5Source(h5path, block_rows=BLOCK_ROWS)
+    ref = Purification(N_COMPONENTS, **kwargs).fit(source)
+    est = Purification(N_COMPONENTS, client=thread_client, **kwargs).fit(source)
     assert_close(est, ref)
 
 
