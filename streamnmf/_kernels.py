@@ -32,6 +32,14 @@ _jit = dict(nogil=True, cache=True, fastmath=FASTMATH)
 
 
 @numba.njit(**_jit)
+def _code(v, alpha, kind):
+    # phi_alpha(v), the code of one decoded value; 0.0 when it is thresholded away
+    if kind == HARD:
+        return v if v >= alpha else 0.0
+    return v - alpha if v - alpha > 0.0 else 0.0
+
+
+@numba.njit(**_jit)
 def threshold_codes(V, alpha, kind, z_indptr):
     """Threshold decoded values in place and return the support of every row.
 
@@ -62,16 +70,10 @@ def threshold_codes(V, alpha, kind, z_indptr):
         for k in range(n_components):
             v = V[i, k]
             v_min = min(v_min, v)
-            if kind == HARD:
-                keep = v >= alpha
-            else:
-                v = v - alpha
-                keep = v > 0.0
-            if keep and v != 0.0:
-                V[i, k] = v
+            z = _code(v, alpha, kind)
+            V[i, k] = z
+            if z != 0.0:
                 nnz += 1
-            else:
-                V[i, k] = 0.0
         z_indptr[i + 1] = nnz
     z_indices = np.empty(nnz, dtype=np.int32)
     p = 0
@@ -127,17 +129,11 @@ def dense_decode_narrow(Y, D_T, alpha, kind, Z, z_indptr, z_indices):
             for f in range(n_features):
                 v += y[f] * d[f]
             v_min = min(v_min, v)
-            if kind == HARD:
-                keep = v >= alpha
-            else:
-                v = v - alpha
-                keep = v > 0.0
-            if keep and v != 0.0:
-                Z[i, k] = v
+            z = _code(v, alpha, kind)
+            Z[i, k] = z
+            if z != 0.0:
                 z_indices[nnz] = k
                 nnz += 1
-            else:
-                Z[i, k] = 0.0
         z_indptr[i + 1] = nnz
     return nnz, v_min
 
