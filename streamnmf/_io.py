@@ -7,13 +7,16 @@ array and attribute is stored in the root attribute ``checksum`` and verified on
 truncated or corrupted file is detected instead of silently resuming from garbage.
 
 Checkpoints keep one older generation next to them (``<path>.prev``): if the newest is damaged
-(a disk error, a copy cut short), the previous good one is still there.
+(a disk error, a copy cut short), the previous good one is still there. The newest file never
+disappears while a new generation is written (see ``_keep_previous``).
 """
 
 import hashlib
 import json
 import os
+import shutil
 import tempfile
+import uuid
 
 import h5py
 import numpy as np
@@ -63,6 +66,27 @@ def _fsync_dir(directory):
         os.close(fd)
 
 
+def _keep_previous(path):
+    """Give the current content of ``path`` the name ``<path>.prev`` while ``path`` stays.
+
+    A second name (a hard link, or a copy where the file system has none) is made under a
+    temporary name and renamed over the old ``.prev``. Renaming ``path`` itself would leave no
+    file at ``path`` until the new one is renamed in: a reader (a resume, a monitoring script,
+    the kill test) could find it missing.
+    """
+    link = f"{path}.prev.{uuid.uuid4().hex[:12]}.tmp"
+    try:
+        try:
+            os.link(path, link)
+        except OSError:  # no hard links here (FAT, some network file systems)
+            shutil.copy2(path, link)
+        os.replace(link, path + ".prev")
+    except BaseException:
+        if os.path.exists(link):
+            os.remove(link)
+        raise
+
+
 def write_atomic(path, fill, keep_previous=False):
     """Write an HDF5 file atomically.
 
@@ -86,7 +110,7 @@ def write_atomic(path, fill, keep_previous=False):
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         if keep_previous and os.path.exists(path):
-            os.replace(path, path + ".prev")
+            _keep_previous(path)
         os.replace(tmp, path)
         _fsync_dir(directory)
     except BaseException:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from streamnmf import AND
-from streamnmf._io import CheckpointError
+from streamnmf._io import CheckpointError, write_atomic
 from streamnmf.datasets import make_dataset, make_init
 from streamnmf.sources import ArraySource, Source
 
@@ -120,6 +120,36 @@ def test_damaged_checkpoint_detected_and_previous_kept(tmp_path, how):
         AND(6, n_stages=4, checkpoint=tmp_path / "solo.h5", **kwargs).fit(data, resume=True)
     assert open(tmp_path / "solo.h5", "rb").read() == before
     assert len(previous) > 0
+
+
+@pytest.mark.parametrize("hard_links", [True, False])
+def test_a_new_generation_never_leaves_the_path_empty(tmp_path, monkeypatch, hard_links):
+    # every rename made while writing generation 2 happens with generation 1 still at the
+    # path; afterwards .prev holds generation 1 (a hard link, or a copy without links)
+    path = str(tmp_path / "fit.h5")
+
+    def generation(k):
+        return lambda f: f.attrs.__setitem__("generation", k)
+
+    write_atomic(path, generation(1), keep_previous=True)
+    present, replace = [], os.replace
+
+    def watched_replace(src, dst):
+        present.append(os.path.exists(path))
+        replace(src, dst)
+
+    def no_link(src, dst):
+        raise OSError("no hard links on this file system")
+
+    monkeypatch.setattr(os, "replace", watched_replace)
+    if not hard_links:
+        monkeypatch.setattr(os, "link", no_link)
+    write_atomic(path, generation(2), keep_previous=True)
+    assert present == [True, True]
+    for name, k in ((path, 2), (path + ".prev", 1)):
+        with h5py.File(name, "r") as f:
+            assert f.attrs["generation"] == k
+    assert sorted(os.listdir(tmp_path)) == ["fit.h5", "fit.h5.prev"]  # no temporary left
 
 
 def test_checkpoint_of_other_data_or_parameters_refused(tmp_path):
