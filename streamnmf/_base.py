@@ -465,6 +465,8 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
     def _read_checkpoint(self):
         """Content of the newest intact checkpoint generation, or None when there is none."""
         path = os.fspath(self.checkpoint)
+        # a resume follows a crash: a write cut short left its temporary file behind
+        _io.remove_stray_temporaries(path)
         previous = path + ".prev"
         if not os.path.exists(path) and not os.path.exists(previous):
             return None

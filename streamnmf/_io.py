@@ -14,6 +14,7 @@ disappears while a new generation is written (see ``_keep_previous``).
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -85,6 +86,37 @@ def _keep_previous(path):
         if os.path.exists(link):
             os.remove(link)
         raise
+
+
+def remove_stray_temporaries(path):
+    """Remove the temporary files that a writer of ``path`` killed mid-write left next to it.
+
+    Only the names this module makes for ``path`` match: ``<name>.<8 characters>.tmp``
+    (``tempfile.mkstemp`` in :func:`write_atomic`) and ``<name>.prev.<12 hex digits>.tmp``
+    (:func:`_keep_previous`); another file's temporaries never do, even when its name starts
+    with ``<name>``.
+
+    Returns
+    -------
+    list of str
+        The files removed.
+    """
+    path = os.path.abspath(os.fspath(path))
+    directory, name = os.path.split(path)
+    stray = re.compile(re.escape(name) + r"\.([a-z0-9_]{8}|prev\.[0-9a-f]{12})\.tmp")
+    removed = []
+    try:
+        entries = os.listdir(directory)
+    except OSError:
+        return removed
+    for entry in entries:
+        if stray.fullmatch(entry):
+            try:
+                os.remove(os.path.join(directory, entry))
+                removed.append(os.path.join(directory, entry))
+            except OSError:  # gone already, or not ours to remove: leave it
+                pass
+    return removed
 
 
 def write_atomic(path, fill, keep_previous=False):

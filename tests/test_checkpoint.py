@@ -152,6 +152,20 @@ def test_a_new_generation_never_leaves_the_path_empty(tmp_path, monkeypatch, har
     assert sorted(os.listdir(tmp_path)) == ["fit.h5", "fit.h5.prev"]  # no temporary left
 
 
+def test_resume_removes_what_a_killed_write_left_and_nothing_else(tmp_path):
+    data, init = problem()
+    kwargs = dict(init=init, tol=0, n_iter_no_change=None)
+    path = tmp_path / "fit.h5"
+    AND(6, n_stages=2, checkpoint=path, **kwargs).fit(data)
+    strays = ["fit.h5.k3x_9q2z.tmp", "fit.h5.prev.0123456789ab.tmp"]
+    others = ["fit.h5.other.abcdefgh.tmp", "fit.h5.abcdefgh", "other.h5.abcdefgh.tmp"]
+    for name in strays + others:
+        (tmp_path / name).write_bytes(b"partial")
+    AND(6, n_stages=3, checkpoint=path, **kwargs).fit(data, resume=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["fit.h5", "fit.h5.prev"] + others)
+
+
 def test_checkpoint_of_other_data_or_parameters_refused(tmp_path):
     data, init = problem()
     path = tmp_path / "fit.h5"
@@ -237,3 +251,5 @@ def test_sigkill_at_random_moments_then_resume_is_exact(tmp_path):
     assert kills >= 1
     np.testing.assert_array_equal(np.load(tmp_path / "resumed.npy"),
                                   np.load(tmp_path / "whole.npy"))
+    # every write cut short by a kill left a temporary file; the resumes removed them
+    assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
