@@ -34,7 +34,8 @@
     thresholded in the same pass) against BLAS's GEMM followed by ``threshold_codes``, the two
     paths of ``_engine.decode``, on DIR data at m = 100 and 1000 features, n = 2 ... 16
     components, float64 and float32, one BLAS thread, timed round-robin; the engine takes the
-    narrow kernel up to ``_engine.NARROW_DECODE_COMPONENTS`` components.
+    narrow kernel up to ``_engine.NARROW_DECODE_COMPONENTS`` components. Then the decode's
+    GEMM alone with a C-ordered output (what the engine does) and a Fortran-ordered one.
 
 (a) and (b) are run under every BLAS thread count of ``--threads`` (threadpoolctl), because on
 this shared 2-core machine multi-threaded OpenBLAS is erratic under load (see the report).
@@ -412,6 +413,48 @@ def bench_decode(quick):
     return rows
 
 
+#: (n_features, n_components) of the GEMM layout comparison in part (d)
+LAYOUT_SHAPES = ((100, 10), (300, 30), (1000, 16), (1000, 100))
+
+
+def bench_gemm_layout(quick):
+    """The decode's product in the two output layouts BLAS can be asked for.
+
+    ``Y @ D`` writes a C-ordered ``Z`` (OpenBLAS then computes ``D^T Y^T`` with the short
+    dimension first); ``np.matmul(Y, D, out=<Fortran-ordered>)`` has it compute ``Y D`` with
+    the long dimension first. The library uses the first; this measures what the second
+    would gain (a thresholding pass would then also copy into C order, ~0.1 us a sample).
+    """
+    from threadpoolctl import threadpool_limits
+
+    rows = []
+    rng = np.random.default_rng(0)
+    for m, n in LAYOUT_SHAPES:
+        N = 20000 if quick else 50000
+        for dtype in (np.float64, np.float32):
+            Y = rng.random((N, m)).astype(dtype)
+            D = (rng.standard_normal((m, n)) / np.sqrt(m)).astype(dtype)
+            out_f = np.empty((N, n), dtype=dtype, order="F")
+            fns = (("c_order", lambda: Y @ D),
+                   ("fortran_order", lambda: np.matmul(Y, D, out=out_f)))
+            times = {name: [] for name, _ in fns}
+            with threadpool_limits(1):
+                for rep in range(6 if quick else 10):
+                    for name, fn in fns:
+                        t0 = time.perf_counter()
+                        fn()
+                        if rep:
+                            times[name].append(time.perf_counter() - t0)
+            us = {k: _common.summary(v)["median"] / N * 1e6 for k, v in times.items()}
+            rows.append(dict(m=m, n=n, dtype=np.dtype(dtype).name, N=N,
+                             c_order_us=us["c_order"], fortran_order_us=us["fortran_order"],
+                             speedup=us["c_order"] / us["fortran_order"]))
+            print(f"  GEMM m={m:4d} n={n:3d} {rows[-1]['dtype']:7s}: C-ordered Z "
+                  f"{us['c_order']:.3f} us, Fortran-ordered Z {us['fortran_order']:.3f} us a "
+                  f"sample: {rows[-1]['speedup']:.2f}x", flush=True)
+    return rows
+
+
 # -- (c) compile time -------------------------------------------------------------------------
 CHILD = r"""
 import json, sys, time
@@ -563,6 +606,7 @@ def main(argv=None):
               flush=True)
         payload["decode"] = bench_decode(args.quick)
         print(f"engine: narrow kernel up to {_engine.NARROW_DECODE_COMPONENTS} components")
+        payload["gemm_layout"] = bench_gemm_layout(args.quick)
         print(flush=True)
 
     if "compile" in args.parts:
