@@ -392,7 +392,7 @@ def bench_decode(quick):
 
                 def gemm():
                     Z = Y @ D
-                    K.threshold_codes(Z, alpha, K.HARD, np.empty(N + 1, np.int64))
+                    K.threshold_codes(Z, alpha, K.HARD, np.empty(N + 1, np.int64), Z)
 
                 times = {"narrow": [], "gemm": []}
                 with threadpool_limits(1):

@@ -391,7 +391,7 @@ def bench_kernels(state, alpha, fmt, dtype, Y64, docs, init, roof, repeats):
 
     items = {
         "decode": (lambda: _engine.decode(Yb, D, alpha, K.HARD), None),
-        "threshold_codes": (lambda: K.threshold_codes(V, a_t, K.HARD, zp_buf),
+        "threshold_codes": (lambda: K.threshold_codes(V, a_t, K.HARD, zp_buf, V),
                             lambda: np.copyto(V, V0)),
     }
     if csr:
@@ -569,7 +569,7 @@ for dtype in (np.float64, np.float32):
     box = {}
     def thr():
         V[...] = V0
-        box["z"] = K.threshold_codes(V, dtype(0.1), K.HARD, zp)
+        box["z"] = K.threshold_codes(V, dtype(0.1), K.HARD, zp, V)
     mk(f"threshold_codes {dn}", thr)
     Z, zi = V.copy(), box["z"][0]
     Vc = np.empty_like(V0)

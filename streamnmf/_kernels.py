@@ -40,19 +40,21 @@ def _code(v, alpha, kind):
 
 
 @numba.njit(**_jit)
-def threshold_codes(V, alpha, kind, z_indptr):
-    """Threshold decoded values in place and return the support of every row.
+def threshold_codes(V, alpha, kind, z_indptr, Z):
+    """Threshold decoded values into codes and return the support of every row.
 
     Parameters
     ----------
     V : ndarray of shape (n_samples, n_components)
-        Decoded values ``Y @ D``; overwritten with the codes.
+        Decoded values ``Y @ D``, in either memory order.
     alpha : float
         The stage's threshold.
     kind : int
         ``HARD`` (AND) or ``SHIFTED_RELU`` (Purification).
     z_indptr : ndarray of shape (n_samples + 1,), int64
         Filled with the CSR row pointers of the support.
+    Z : ndarray of shape (n_samples, n_components)
+        Output: the codes, C-ordered; may be ``V`` itself (thresholded in place).
 
     Returns
     -------
@@ -71,7 +73,7 @@ def threshold_codes(V, alpha, kind, z_indptr):
             v = V[i, k]
             v_min = min(v_min, v)
             z = _code(v, alpha, kind)
-            V[i, k] = z
+            Z[i, k] = z
             if z != 0.0:
                 nnz += 1
         z_indptr[i + 1] = nnz
@@ -79,7 +81,7 @@ def threshold_codes(V, alpha, kind, z_indptr):
     p = 0
     for i in range(n_samples):
         for k in range(n_components):
-            if V[i, k] != 0.0:
+            if Z[i, k] != 0.0:
                 z_indices[p] = k
                 p += 1
     return z_indices, v_min

@@ -30,11 +30,14 @@ def codes(Y, D, alpha, kind):
     return _engine.decode(Y, D, alpha, kind)[:3]
 
 
-@pytest.fixture(params=["narrow", "gemm"])
+@pytest.fixture(params=["narrow", "gemm", "gemm-fortran"])
 def dense_decoder(request, monkeypatch):
-    """Both decoders of dense rows: the fused narrow kernel and GEMM + ``threshold_codes``."""
-    limit = 10**9 if request.param == "narrow" else 0
-    monkeypatch.setattr(_engine, "NARROW_DECODE_COMPONENTS", limit)
+    """Every decoder of dense rows: the fused narrow kernel, and GEMM + ``threshold_codes``
+    with the product in C order or (float64) in Fortran order."""
+    narrow = 10**9 if request.param == "narrow" else 0
+    fortran = 0 if request.param == "gemm-fortran" else 10**9
+    monkeypatch.setattr(_engine, "NARROW_DECODE_COMPONENTS", narrow)
+    monkeypatch.setattr(_engine, "FORTRAN_GEMM_MIN_FEATURES", fortran)
     return request.param
 
 
@@ -106,16 +109,37 @@ def test_row_max_sum_matches_numpy(dtype, dense_decoder):
     assert K.row_max_sum(Z[:0], indptr[:1], indices[:0]) == 0.0
 
 
+@pytest.mark.parametrize("kind", [K.HARD, K.SHIFTED_RELU])
+def test_threshold_codes_from_a_fortran_ordered_product(kind):
+    # the decoded values in Fortran order, the codes written to a separate C-ordered array:
+    # the same codes, support and minimum as thresholding a C-ordered copy in place
+    rng = np.random.default_rng(13)
+    V = np.asfortranarray(rng.standard_normal((37, 9)))
+    V[4] = 0.0  # a sample with empty support
+    V[5, 2] = 0.3  # alpha exactly hit
+    C_order = np.ascontiguousarray(V)
+    ip_in_place, ip = np.empty(38, np.int64), np.empty(38, np.int64)
+    idx_in_place, v_min_in_place = K.threshold_codes(C_order, 0.3, kind, ip_in_place, C_order)
+    Z = np.full((37, 9), np.nan)
+    idx, v_min = K.threshold_codes(V, 0.3, kind, ip, Z)
+    np.testing.assert_array_equal(Z, C_order)
+    np.testing.assert_array_equal(Z, naive.threshold(np.asarray(V), 0.3, kind))
+    np.testing.assert_array_equal(ip, ip_in_place)
+    np.testing.assert_array_equal(idx, idx_in_place)
+    assert v_min == v_min_in_place == V.min()
+    assert Z.flags.c_contiguous and V.flags.f_contiguous
+
+
 def test_hard_threshold_keeps_alpha_exactly_hit_and_shifted_relu_drops_it():
     V = np.array([[0.25, 0.2499999, 0.5, -1.0, 0.0]])
     Z = V.copy()
     indptr = np.empty(2, dtype=np.int64)
-    idx, v_min = K.threshold_codes(Z, 0.25, K.HARD, indptr)
+    idx, v_min = K.threshold_codes(Z, 0.25, K.HARD, indptr, Z)
     assert v_min == -1.0
     np.testing.assert_array_equal(Z, [[0.25, 0, 0.5, 0, 0]])
     np.testing.assert_array_equal(idx, [0, 2])
     Z = V.copy()
-    idx, _ = K.threshold_codes(Z, 0.25, K.SHIFTED_RELU, indptr)
+    idx, _ = K.threshold_codes(Z, 0.25, K.SHIFTED_RELU, indptr, Z)
     np.testing.assert_array_equal(Z, [[0, 0, 0.25, 0, 0]])
     np.testing.assert_array_equal(idx, [2])
 
