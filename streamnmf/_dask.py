@@ -85,8 +85,8 @@ _SOURCE_CACHE_SIZE = 4
 #: --workers``). On one machine the scheduler and the nannies run in the client's process and,
 #: with the workers, share the cores the tasks need; dask's default housekeeping there (every
 #: nanny and worker polls its memory 10 times a second, every server ticks its event loop every
-#: 20 ms and reads system counters twice a second) kept the client process at 0.33-0.36 CPU-s
-#: a pass of ~3 s with two workers on two cores, 0.19-0.22 with these settings (bench/
+#: 20 ms and reads system counters twice a second) kept the client process at 0.33-0.38 CPU-s
+#: a pass of ~3 s with two workers on two cores, 0.19-0.23 with these settings (bench/
 #: dask_scaling.py --n-samples 600000). Memory is still checked every second: a stage holds a
 #: few blocks.
 LOCAL_CLUSTER_CONFIG = {
