@@ -73,8 +73,9 @@ NARROW_DECODE_COMPONENTS = 4
 #: from this many features on, float64 blocks decode with the product written in Fortran order
 #: (``np.matmul(Y, D, out=...)``): OpenBLAS then runs its kernel with the long dimension
 #: (the samples) first, 1.22-1.43x faster at 300-1000 features and 16-100 components on this
-#: machine, 1.11x at 100 features (bench/speed.py, part ``decode``, ``gemm_layout``); float32
-#: was slower that way (0.52-0.87x) and keeps the C-ordered product. A fixed rule, not timed at
+#: machine (bench/speed.py, part ``decode``, ``gemm_layout``); at 100 features its 1.11x did
+#: not pay for the copy into C order (decode 0.92-0.99x); float32 was slower that way
+#: (0.52-0.87x) and keeps the C-ordered product. A fixed rule, not timed at
 #: run time: the two layouts round differently, and resumed and distributed fits must equal
 #: the uninterrupted single-process fit bit for bit.
 FORTRAN_GEMM_MIN_FEATURES = 256
