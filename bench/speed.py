@@ -394,14 +394,9 @@ def bench_decode(quick):
                     Z = Y @ D
                     K.threshold_codes(Z, alpha, K.HARD, np.empty(N + 1, np.int64), Z)
 
-                times = {"narrow": [], "gemm": []}
-                with threadpool_limits(1):
-                    for rep in range(6 if quick else 10):
-                        for name, fn in (("narrow", narrow), ("gemm", gemm)):
-                            t0 = time.perf_counter()
-                            fn()
-                            if rep:  # the first round compiles and warms up
-                                times[name].append(time.perf_counter() - t0)
+                with threadpool_limits(1):  # the warm-up round compiles
+                    times = _common.interleaved({"narrow": narrow, "gemm": gemm},
+                                                repeats=5 if quick else 9)
                 us = {k: _common.summary(v)["median"] / N * 1e6 for k, v in times.items()}
                 rows.append(dict(m=m, n=n, dtype=np.dtype(dtype).name, N=N,
                                  narrow_us=us["narrow"], gemm_threshold_us=us["gemm"],
@@ -435,16 +430,10 @@ def bench_gemm_layout(quick):
             Y = rng.random((N, m)).astype(dtype)
             D = (rng.standard_normal((m, n)) / np.sqrt(m)).astype(dtype)
             out_f = np.empty((N, n), dtype=dtype, order="F")
-            fns = (("c_order", lambda: Y @ D),
-                   ("fortran_order", lambda: np.matmul(Y, D, out=out_f)))
-            times = {name: [] for name, _ in fns}
+            fns = {"c_order": lambda: Y @ D,
+                   "fortran_order": lambda: np.matmul(Y, D, out=out_f)}
             with threadpool_limits(1):
-                for rep in range(6 if quick else 10):
-                    for name, fn in fns:
-                        t0 = time.perf_counter()
-                        fn()
-                        if rep:
-                            times[name].append(time.perf_counter() - t0)
+                times = _common.interleaved(fns, repeats=5 if quick else 9)
             us = {k: _common.summary(v)["median"] / N * 1e6 for k, v in times.items()}
             rows.append(dict(m=m, n=n, dtype=np.dtype(dtype).name, N=N,
                              c_order_us=us["c_order"], fortran_order_us=us["fortran_order"],

@@ -25,7 +25,7 @@ def local_cluster(n_workers=None, **kwargs):
     so that it takes less of the cores the tasks need; see ``streamnmf._dask.local_cluster``
     for the parameters. ``Client(local_cluster())`` is then passed as ``client=``.
     """
-    from ._dask import local_cluster as make
+    from ._dask import local_cluster as make  # here: `import streamnmf` leaves _dask unloaded
 
     return make(n_workers, **kwargs)
 
