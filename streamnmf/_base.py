@@ -117,6 +117,22 @@ def spa_init(Y, n_components, rng):
     return C0
 
 
+def input_files(X, source=None):
+    """The files a fit reads X from (HDF5 paths), absolute; empty for in-memory data."""
+    files = []
+    for obj in (X, source, getattr(source, "source", None)):
+        if isinstance(obj, (str, os.PathLike)):
+            files.append(os.fspath(obj).split(":", 1)[0] if not os.path.exists(obj)
+                         else os.fspath(obj))
+        elif isinstance(obj, tuple) and obj and isinstance(obj[0], (str, os.PathLike)):
+            files.append(os.fspath(obj[0]))
+        elif isinstance(obj, (h5py.Dataset, h5py.Group)):
+            files.append(obj.file.filename)
+        elif isinstance(getattr(obj, "path", None), str):
+            files.append(obj.path)
+    return [os.path.abspath(f) for f in files if os.path.exists(f)]
+
+
 def _is_dask_array(X):
     return type(X).__module__.startswith("dask.")
 
@@ -214,6 +230,13 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
                 )
             if not np.all(np.isfinite(C0)):
                 raise ValueError("init contains NaN or infinity.")
+            zero = np.flatnonzero(~np.any(C0 != 0, axis=1))
+            if zero.size:
+                raise ValueError(
+                    f"init: row {zero[0]} is all zeros ({zero.size} of {C0.shape[0]} rows). A "
+                    "zero component decodes nothing and stays zero: give every component a "
+                    "non-zero start, or use init='spa' to start from the data."
+                )
         return np.array(C0, dtype=dtype, order="C")
 
     # -- fitting ----------------------------------------------------------------------------
@@ -238,9 +261,20 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
             return as_source(X)
         source = as_source(X)
         if source.n_samples is None:
+            iterable = getattr(source, "iterable", None)
+            if iterable is not None and iter(iterable) is iterable:
+                raise ValueError(
+                    f"fit got a one-shot {type(iterable).__name__}: fit reads its data once "
+                    "per stage and a generator can be read only once. Feed the blocks to "
+                    "partial_fit ('for block in blocks: model.partial_fit(block)'), or pass "
+                    "a function that returns a new generator, with the rows of one pass: "
+                    "fit(IterableSource(make_blocks, n_samples=N))."
+                )
             raise ValueError(
-                "fit needs a source of known length (one pass per stage); feed an "
-                "unbounded stream chunk by chunk with partial_fit instead."
+                f"fit needs a source of known length (one pass per stage), got an "
+                f"{type(source).__name__} with n_samples=None. Give the rows of one pass "
+                "(IterableSource(make_blocks, n_samples=N)), or feed an unbounded stream "
+                "chunk by chunk with partial_fit."
             )
         return source
 
@@ -263,10 +297,10 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         self._data_shape = (-1 if n_samples is None else int(n_samples), int(n_features))
         self._position = (0, 0)  # (pass, samples of the pass consumed): where fit resumes
         self._last_checkpoint = (time.monotonic(), 0)
-        self._source_order = dict(block_rows=-1, shuffle_seed=-1)
+        self._source_order = self._source_order_unknown()
         self.n_features_in_ = n_features
 
-    def fit(self, X, y=None, resume=False):
+    def fit(self, X, y=None, resume=False, overwrite=False):
         """Fit the components to X by running stages over it.
 
         Parameters
@@ -274,13 +308,21 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         X : {ndarray, sparse matrix} of shape (n_samples, n_features), Source, or path
             Training data (signed values allowed). Anything else than an in-memory matrix goes
             through :func:`~streamnmf.sources.as_source` (an HDF5 file path or dataset, a
-            :class:`~streamnmf.sources.Source`) and is streamed in row blocks, one pass per
-            stage for the full-batch updates.
+            :class:`~streamnmf.sources.Source`, an ``IterableSource`` of known length) and is
+            streamed in row blocks, one pass per stage for the full-batch updates. A one-shot
+            generator gives one pass only: feed its blocks to :meth:`partial_fit`.
         y : Ignored
         resume : bool, default=False
             Continue from the ``checkpoint`` file if it exists (the same data and parameters
             are required; ``n_stages`` may be raised). When there is none yet, a warning says
             so and the fit starts afresh.
+        overwrite : bool, default=False
+            Start afresh over an existing checkpoint of this same fit (same data and
+            parameters). Without ``resume`` or ``overwrite`` an existing checkpoint is an
+            error, so that rerunning a fit cannot discard a long fit's state. A file that is
+            not a checkpoint of this fit (the input data, another HDF5 or text file, another
+            fit's checkpoint) is never replaced: that is always an error, raised before any
+            work.
 
         Returns
         -------
@@ -289,26 +331,32 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         if getattr(self, "client", None) is not None or _is_dask_array(X):
             from ._dask import fit_distributed  # dask is an optional extra
 
-            return fit_distributed(self, X, resume=resume)
+            return fit_distributed(self, X, resume=resume, overwrite=overwrite)
+        self._validate_params()
         source = self._fit_source(X)
         if source.n_samples == 0:
             raise ValueError("Found array with 0 sample(s) while a minimum of 1 is required.")
         if resume and self.checkpoint is None:
             raise ValueError("resume=True needs the checkpoint parameter: a file path.")
+        # What fixes the order of the samples: a resumed fit must read them the same way.
+        source_order = dict(
+            block_rows=int(getattr(source, "block_rows", None) or -1),
+            shuffle_seed=int(getattr(source, "seed", None) if getattr(source, "shuffle", False)
+                             else -1),
+        )
+        self._check_checkpoint_target(
+            input_files(X, source),
+            self._identity(source.n_samples, source.n_features, source.dtype, source_order),
+            resume, overwrite)
         blocks = source.blocks()
         try:  # the leading rows seed a data-driven init (copied: a source may reuse buffers)
             first = leading_rows(blocks, source.n_features, source.n_samples)
         finally:
             if hasattr(blocks, "close"):
                 blocks.close()  # stops a read-ahead thread at once
-        self._start(first, source.n_features, source.dtype, source.n_samples)
+        self._start(first, first.shape[1], source.dtype or first.dtype, source.n_samples)
         del first
-        # What fixes the order of the samples: a resumed fit must read them the same way.
-        self._source_order = dict(
-            block_rows=int(getattr(source, "block_rows", None) or -1),
-            shuffle_seed=int(getattr(source, "seed", None) if getattr(source, "shuffle", False)
-                             else -1),
-        )
+        self._source_order = source_order
         if resume:
             self._resume()
         self._in_fit = True
@@ -338,11 +386,15 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         self._finish()
         return self
 
+    @staticmethod
+    def _source_order_unknown():
+        return dict(block_rows=-1, shuffle_seed=-1)
+
     def _normalized(self, epoch, offset):
         n_samples = self._data_shape[0]
         return (epoch + 1, 0) if 0 <= n_samples <= offset else (epoch, offset)
 
-    def partial_fit(self, X, y=None, resume=False):
+    def partial_fit(self, X, y=None, resume=False, overwrite=False):
         """Feed one chunk of a stream.
 
         A stage spans ``stage_length`` samples across calls (None: every call is one stage).
@@ -357,6 +409,9 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
             Only on the first call: restore the state of the ``checkpoint`` file first (then
             ``samples_seen_`` says how many samples of the stream it had consumed; feed the
             stream from there).
+        overwrite : bool, default=False
+            Only on the first call: start afresh over an existing checkpoint of this same fit
+            (see :meth:`fit`; any other existing file is never replaced).
 
         Returns
         -------
@@ -367,6 +422,10 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         if first_call:
             if resume and self.checkpoint is None:
                 raise ValueError("resume=True needs the checkpoint parameter: a file path.")
+            self._validate_params()
+            self._check_checkpoint_target(
+                [], self._identity(None, X.shape[1], X.dtype, self._source_order_unknown()),
+                resume, overwrite)
             self._start(X, X.shape[1], X.dtype)
             if resume:
                 self._resume()
@@ -427,6 +486,130 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
     #: parameters that may differ between the run that wrote a checkpoint and the one resuming
     _RESUME_FREE = ("n_stages", "n_iter", "tol", "n_iter_no_change", "callback", "verbose",
                     "checkpoint", "checkpoint_every", "init", "client")
+
+    def _identity(self, n_samples, n_features, dtype, source_order, n_components=None):
+        """What a checkpoint of this fit records about its data and parameters (None: not
+        known yet, not compared)."""
+        if n_components is None:
+            init = self.init
+            n_components = self.n_components or (
+                np.shape(init)[0] if not isinstance(init, str) else n_features)
+        identity = dict(
+            estimator=type(self).__name__,
+            n_samples=-1 if n_samples is None else int(n_samples),
+            n_features=None if n_features is None else int(n_features),
+            n_components=None if n_components is None else int(n_components),
+            dtype=None if dtype is None else str(np.dtype(dtype)),
+            source_block_rows=source_order["block_rows"],
+            source_shuffle_seed=source_order["shuffle_seed"],
+        )
+        params = _io.plain_params(self.get_params())
+        identity.update({f"param {k}": v for k, v in params.items()
+                         if k not in self._RESUME_FREE})
+        return identity
+
+    @staticmethod
+    def _checkpoint_mismatch(attrs, identity):
+        """``"name: checkpoint X, now Y"`` for every recorded value that differs."""
+        params = attrs.get("params", {})
+        differ = []
+        for key, expected in identity.items():
+            if expected is None:
+                continue
+            found = params.get(key[6:]) if key.startswith("param ") else attrs.get(key)
+            if found != expected:
+                differ.append(f"{key.removeprefix('param ')}: checkpoint {found!r}, "
+                              f"now {expected!r}")
+        return differ
+
+    @staticmethod
+    def _mismatch_message(path, differ):
+        return (
+            f"The checkpoint {path!r} was written for other data or parameters "
+            f"({'; '.join(differ)}). Resume with the same data, read the same way "
+            "(block_rows; a shuffled source needs the same random_state), and the same "
+            "parameters, or use another checkpoint path to start a new fit."
+        )
+
+    def _check_checkpoint_target(self, inputs, identity, resume, overwrite,
+                                 flags=("resume=True", "overwrite=True")):
+        """Refuse, before any work, a checkpoint path whose writes would replace a file this
+        fit did not write.
+
+        Parameters
+        ----------
+        inputs : list of str
+            Files the fit reads (the checkpoint may never be one of them).
+        identity : dict
+            From :meth:`_identity`: a checkpoint of this fit records the same values.
+        resume, overwrite : bool
+            What ``fit`` was told: continue the checkpoint, or start afresh over it.
+        flags : (str, str)
+            How the caller spells resume and overwrite, for the messages.
+        """
+        if self.checkpoint is None:
+            return
+        resume_flag, overwrite_flag = flags
+        path = os.path.abspath(os.fspath(self.checkpoint))
+        previous = path + ".prev"
+        for target in (path, previous):
+            for data in inputs:
+                if os.path.exists(target) and os.path.samefile(target, data):
+                    raise ValueError(
+                        f"checkpoint {os.fspath(self.checkpoint)!r}: {target!r} is the input "
+                        "data file, and writing the checkpoint would replace your data. Choose "
+                        "another checkpoint path (for example 'fit.ckpt.h5')."
+                    )
+        _io.check_folder_writable(path, "checkpoint")
+        # a checkpoint's newest generation may be damaged (that is what .prev is for): it
+        # counts as this fit's when the previous generation is
+        states = {}
+        for target in (path, previous):
+            if not os.path.exists(target):
+                continue
+            if os.path.isdir(target):
+                raise IsADirectoryError(
+                    f"checkpoint {target!r} is a folder; give a file name instead.")
+            attrs = _io.peek_attrs(target)
+            if attrs is None or attrs.get("format") != _io.CHECKPOINT_FORMAT:
+                states[target] = ("foreign", attrs)
+            else:
+                differ = self._checkpoint_mismatch(attrs, identity)
+                states[target] = ("other fit", differ) if differ else ("this fit", attrs)
+        if not states:
+            return
+        ours = [t for t, (kind, _) in states.items() if kind == "this fit"]
+        for target, (kind, detail) in states.items():
+            if kind == "foreign" and detail is None and target == path and resume and not ours:
+                raise _io.CheckpointError(
+                    f"{target!r} cannot be read as HDF5: it is a damaged checkpoint, or not a "
+                    f"checkpoint at all, and there is no previous checkpoint ({previous!r}) to "
+                    "fall back on. Nothing was changed: if it is a damaged checkpoint, delete "
+                    "it to start afresh; otherwise choose another checkpoint path."
+                )
+            if kind == "foreign" and not (detail is None and ours and target == path):
+                raise FileExistsError(
+                    f"checkpoint {target!r} exists and is {_io.describe_file(target)}: a fit "
+                    "never replaces a file it did not write. Choose another checkpoint path, "
+                    "or move that file away."
+                )
+            if kind == "other fit":
+                if resume:
+                    raise _io.CheckpointError(self._mismatch_message(target, detail))
+                raise FileExistsError(
+                    f"checkpoint {target!r} belongs to another fit ({'; '.join(detail)}). "
+                    "Choose another checkpoint path, or delete that file (and its .prev) to "
+                    "reuse the path."
+                )
+        if not (resume or overwrite):
+            stage = next((a.get("loop_stage") for t, (k, a) in states.items()
+                          if k == "this fit"), None)
+            at = f", at stage {stage}" if stage is not None else ""
+            raise FileExistsError(
+                f"checkpoint {os.fspath(self.checkpoint)!r} exists (a checkpoint of this "
+                f"fit{at}). Pass {resume_flag} to continue it, or {overwrite_flag} to start "
+                "afresh and replace it."
+            )
 
     def _periodic_checkpoint(self):
         if self.checkpoint is None:
@@ -492,28 +675,11 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
             return
         attrs, arrays = content
         loop = self._loop
-        found = dict(estimator=attrs["estimator"], n_samples=attrs["n_samples"],
-                     n_features=attrs["n_features"], n_components=attrs["n_components"],
-                     dtype=attrs["dtype"], source_block_rows=attrs["source_block_rows"],
-                     source_shuffle_seed=attrs["source_shuffle_seed"])
-        expected = dict(estimator=type(self).__name__, n_samples=self._data_shape[0],
-                        n_features=self._data_shape[1], n_components=loop.C.shape[0],
-                        dtype=str(loop.dtype),
-                        source_block_rows=self._source_order["block_rows"],
-                        source_shuffle_seed=self._source_order["shuffle_seed"])
-        params = _io.plain_params(self.get_params())
-        for key, value in attrs["params"].items():
-            if key not in self._RESUME_FREE:
-                found[key], expected[key] = value, params.get(key)
-        differ = [f"{k}: checkpoint {found[k]!r}, now {expected[k]!r}"
-                  for k in expected if found.get(k) != expected[k]]
+        differ = self._checkpoint_mismatch(attrs, self._identity(
+            self._data_shape[0], self._data_shape[1], loop.dtype, self._source_order,
+            n_components=loop.C.shape[0]))
         if differ:
-            raise _io.CheckpointError(
-                f"The checkpoint {os.fspath(self.checkpoint)!r} was written for other data or "
-                f"parameters ({'; '.join(differ)}). Resume with the same data, read the same "
-                "way (block_rows; a shuffled source needs the same random_state), and the same "
-                "parameters, or use another checkpoint path to start a new fit."
-            )
+            raise _io.CheckpointError(self._mismatch_message(os.fspath(self.checkpoint), differ))
         loop.set_state({k[5:]: v for k, v in attrs.items() if k.startswith("loop_")}, arrays)
         self._early_stopped = loop.stopped = bool(attrs["early_stopped"])
         self._position = (int(attrs["epoch"]), int(attrs["offset"]))
@@ -550,10 +716,7 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
             Replace an existing file; otherwise an existing file is an error.
         """
         check_is_fitted(self, "components_")
-        if os.path.exists(path) and not overwrite:
-            raise FileExistsError(
-                f"{os.fspath(path)!r} exists; pass overwrite=True to replace it."
-            )
+        _io.check_output_path(path, overwrite, what="model file")
         attrs = dict(
             format=_io.MODEL_FORMAT, format_version=_io.FORMAT_VERSION,
             library_version=__version__, estimator=type(self).__name__,
@@ -595,9 +758,24 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         if cls is StreamingNMFBase:
             from . import ESTIMATORS
 
+            if attrs["estimator"] not in ESTIMATORS:
+                raise _io.CheckpointError(
+                    f"{os.fspath(path)!r} holds a model of estimator {attrs['estimator']!r}, "
+                    f"which this streamnmf ({__version__}) does not know (it knows "
+                    f"{', '.join(sorted(ESTIMATORS))}); it was written by streamnmf "
+                    f"{attrs.get('library_version', '?')}: load it with that version."
+                )
             cls = ESTIMATORS[attrs["estimator"]]
         est = cls()
         valid = est.get_params()
+        unknown = sorted(set(attrs["params"]) - set(valid))
+        if unknown:
+            warnings.warn(
+                f"{os.fspath(path)!r} records parameters this streamnmf ({__version__}) does "
+                f"not have: {', '.join(unknown)} (written by streamnmf "
+                f"{attrs.get('library_version', '?')}); they are ignored, and the model may "
+                "behave differently from the one saved.", stacklevel=3,
+            )
         est.set_params(**{k: v for k, v in attrs["params"].items()
                           if k in valid and not isinstance(v, dict)})
         est.components_ = arrays["components"]

@@ -49,6 +49,7 @@ from collections import OrderedDict
 import numpy as np
 
 from . import _engine
+from ._base import input_files
 from ._engine import single_threaded_blas
 from .sources import (
     ArraySource, Prefetch, Source, block_order, check_block, default_block_rows, init_rows,
@@ -607,7 +608,7 @@ class _DaskChunks(Source):
 
 # -- the fit -------------------------------------------------------------------------------------
 
-def fit_distributed(estimator, X, resume=False):
+def fit_distributed(estimator, X, resume=False, overwrite=False):
     """Fit ``estimator`` (AND or Purification, a full-batch update) with Dask.
 
     One stage is one map-reduce: ``D`` and ``alpha`` broadcast once, one task per row block
@@ -624,6 +625,8 @@ def fit_distributed(estimator, X, resume=False):
         scattered to the workers once, in row blocks.
     resume : bool, default=False
         Continue from ``estimator.checkpoint`` (written at every stage end, by either backend).
+    overwrite : bool, default=False
+        Start afresh over an existing checkpoint of this same fit (as ``fit``).
 
     Returns
     -------
@@ -646,20 +649,25 @@ def fit_distributed(estimator, X, resume=False):
             raise ValueError(_sequential_message(estimator))
         # a dask array without a client: stream its chunks through the sequential loop
         source = _DaskChunks(_DaskArray(X), dask)
-        return type(estimator).fit(estimator, source, resume=resume)
+        return type(estimator).fit(estimator, source, resume=resume, overwrite=overwrite)
     if resume and estimator.checkpoint is None:
         raise ValueError("resume=True needs the checkpoint parameter: a file path.")
     inp = _as_input(estimator, X)
     if inp.n_samples == 0:
         raise ValueError("Found array with 0 sample(s) while a minimum of 1 is required.")
+    # what fixes the order of the samples, recorded as the single-process fit records it: a
+    # checkpoint of either backend resumes with the other
+    source_order = dict(
+        block_rows=inp.block_rows, shuffle_seed=-1 if inp.seed is None else int(inp.seed))
+    estimator._check_checkpoint_target(
+        input_files(X, getattr(inp, "source", None)),
+        estimator._identity(inp.n_samples, inp.n_features, inp.dtype, source_order),
+        resume, overwrite)
     runner = _Runner(dask, client)
     first = inp.leading(runner)
     estimator._start(first, inp.n_features, inp.dtype, inp.n_samples)
     del first
-    # what fixes the order of the samples, recorded as the single-process fit records it: a
-    # checkpoint of either backend resumes with the other
-    estimator._source_order = dict(
-        block_rows=inp.block_rows, shuffle_seed=-1 if inp.seed is None else int(inp.seed))
+    estimator._source_order = source_order
     if resume:
         estimator._resume()
     loop = estimator._loop

@@ -346,6 +346,11 @@ class StageLoop:
         with single_threaded_blas():
             self.D = np.ascontiguousarray(self.rule.decoding_matrix(self.C))
         self.alpha = float(self.schedule.alpha(self.stage))
+        if not self.alpha >= 0:  # a custom schedule: a negative threshold keeps negative codes
+            raise ValueError(
+                f"{self.schedule!r} gave the threshold {self.alpha!r} for stage {self.stage}; "
+                "thresholds must be >= 0."
+            )
         self.stats = StageStats(n_components, n_features, self.rule.needs_sum_y)
         if self.rule.per_sample:
             self._G = np.zeros_like(self.C)

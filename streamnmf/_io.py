@@ -31,6 +31,123 @@ class CheckpointError(RuntimeError):
     """A checkpoint or model file cannot be used (damaged, other format, other data)."""
 
 
+def _umask():
+    """The process's file-creation mask (read without changing it where /proc tells it)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and restore at once
+    os.umask(mask)
+    return mask
+
+
+def peek_format(path):
+    """The ``format`` attribute of an HDF5 file, without verifying its checksum.
+
+    Returns
+    -------
+    str or None
+        The attribute (``"streamnmf-checkpoint"``, ``"streamnmf-model"``, ...), ``""`` for an
+        HDF5 file without one, None for a file that cannot be read as HDF5.
+    """
+    try:
+        with h5py.File(path, "r") as f:
+            found = f.attrs.get("format", "")
+            return found.decode() if isinstance(found, bytes) else str(found)
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def peek_attrs(path):
+    """The root attributes of an HDF5 file (``*_json`` decoded), without the checksum check.
+
+    Returns None when the file cannot be read as HDF5.
+    """
+    try:
+        with h5py.File(path, "r") as f:
+            return _decoded_attrs(f)
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def _decoded_attrs(f):
+    attrs = {}
+    for key, value in f.attrs.items():
+        if key.endswith("_json"):
+            attrs[key[:-5]] = json.loads(value)
+        else:
+            attrs[key] = value.item() if isinstance(value, np.generic) else value
+    return attrs
+
+
+def describe_file(path):
+    """A few words on what the existing file ``path`` is, for error messages."""
+    found = peek_format(path)
+    if found is None:
+        return "a file that is not HDF5"
+    if found == CHECKPOINT_FORMAT:
+        return "a streamnmf checkpoint"
+    if found == MODEL_FORMAT:
+        return "a streamnmf model file"
+    return "an HDF5 file that is not a streamnmf checkpoint"
+
+
+def check_output_path(path, overwrite=False, flag="overwrite=True", what="output file"):
+    """Check, before any work, that a file can be written at ``path``.
+
+    Parameters
+    ----------
+    path : str or PathLike
+    overwrite : bool
+        Whether an existing file may be replaced.
+    flag : str
+        How the caller says "overwrite" (``"overwrite=True"`` in Python, ``"--overwrite"`` on
+        the command line), for the message.
+    what : str
+        What the file is, for the message.
+
+    Raises
+    ------
+    FileExistsError
+        ``path`` exists and ``overwrite`` is False.
+    IsADirectoryError, FileNotFoundError, PermissionError
+        ``path`` is a folder, its folder does not exist, or nothing can be created there.
+    """
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{what} {path!r} is a folder; give a file name in it instead.")
+    if os.path.exists(path) and not overwrite:
+        raise FileExistsError(
+            f"{what} {path!r} exists ({describe_file(path)}); add {flag} to replace it, or "
+            "choose another name."
+        )
+    check_folder_writable(path, what)
+
+
+def check_folder_writable(path, what="output file"):
+    """Raise a clear error when no file can be created in the folder of ``path``."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(
+            f"{what} {path!r}: the folder {directory!r} does not exist; create it first or "
+            "choose another path."
+        )
+    try:  # a real probe: permission bits, ACLs, read-only mounts and quotas all answer it
+        fd, probe = tempfile.mkstemp(prefix=".streamnmf-probe-", dir=directory)
+    except OSError as exc:
+        raise PermissionError(
+            f"{what} {path!r}: cannot create files in {directory!r} ({exc.strerror}); "
+            "choose a folder you can write to."
+        ) from None
+    os.close(fd)
+    os.remove(probe)
+
+
 def _attr_bytes(value):
     if isinstance(value, (str, bytes)):
         return value.encode() if isinstance(value, str) else value
@@ -133,9 +250,20 @@ def write_atomic(path, fill, keep_previous=False):
     """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp",
+                                   dir=directory)
+    except OSError as exc:
+        raise _naming(exc, path) from exc
     os.close(fd)
     try:
+        # mkstemp makes the file 0600; the file takes the mode a plain open() would give it
+        # (the umask's), or keeps the mode of the file it replaces
+        try:
+            mode = os.stat(path).st_mode & 0o7777
+        except OSError:
+            mode = 0o666 & ~_umask()
+        os.chmod(tmp, mode)
         with h5py.File(tmp, "w") as f:
             fill(f)
             f.attrs["checksum"] = _checksum(f)
@@ -145,10 +273,31 @@ def write_atomic(path, fill, keep_previous=False):
             _keep_previous(path)
         os.replace(tmp, path)
         _fsync_dir(directory)
+    except OSError as exc:
+        _remove_quietly(tmp)
+        raise _naming(exc, path) from exc
     except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        _remove_quietly(tmp)
         raise
+
+
+def _remove_quietly(path):
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+
+
+def _naming(exc, path):
+    """The OSError ``exc`` reworded to name the user's ``path``, not a temporary file."""
+    detail = exc.strerror or str(exc)
+    message = f"Cannot write {os.fspath(path)!r}: {detail}."
+    if isinstance(exc, OSError) and exc.errno is not None:
+        try:
+            return type(exc)(exc.errno, message)
+        except TypeError:
+            pass
+    return OSError(message)
 
 
 def read_verified(path, expected_format):
@@ -183,12 +332,7 @@ def read_verified(path, expected_format):
                 raise CheckpointError(
                     f"{path!r} is corrupted: its checksum does not match its content."
                 )
-            attrs = {}
-            for key, value in f.attrs.items():
-                if key.endswith("_json"):
-                    attrs[key[:-5]] = json.loads(value)
-                else:
-                    attrs[key] = value.item() if isinstance(value, np.generic) else value
+            attrs = _decoded_attrs(f)
             arrays = {}
             f.visititems(
                 lambda name, obj: arrays.__setitem__(name, obj[()])

@@ -7,9 +7,11 @@ Progress bars (tqdm) appear only on a terminal.
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
+import warnings
 
 import numpy as np
 
@@ -46,56 +48,88 @@ def build_parser():
     )
     parser.add_argument("--version", action="version", version=f"streamnmf {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+    shown = dict(formatter_class=argparse.ArgumentDefaultsHelpFormatter)
 
-    g = sub.add_parser("generate", help="write one of the papers' data sets to HDF5")
+    g = sub.add_parser("generate", help="write one of the papers' data sets to HDF5", **shown)
     g.add_argument("name", help="dir, ctm-ref, ctm, neg, noise or binary")
-    g.add_argument("out", help="HDF5 file to create")
-    g.add_argument("--n-samples", type=int, default=5000)
-    g.add_argument("--n-components", type=int, default=100)
-    g.add_argument("--n-features", type=int, default=1000)
-    g.add_argument("--noise", type=float, default=None, help="noise level gamma")
+    g.add_argument("out", help="HDF5 file to create (dense data: samples x features x 8 bytes, "
+                               "4 with --float32)")
+    g.add_argument("--n-samples", type=int, default=5000, help="rows to write")
+    g.add_argument("--n-components", type=int, default=100, help="true components (topics)")
+    g.add_argument("--n-features", type=int, default=1000, help="columns")
+    g.add_argument("--noise", type=float, default=None,
+                   help="noise level gamma (None: the data set's own)")
     g.add_argument("--sparse", action="store_true", help="store as a CSR group")
-    g.add_argument("--float32", action="store_true")
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--overwrite", action="store_true")
-    g.add_argument("--json", action="store_true")
+    g.add_argument("--float32", action="store_true", help="store float32 values")
+    g.add_argument("--seed", type=int, default=0, help="random seed")
+    g.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    g.add_argument("--json", action="store_true", help="print one JSON object")
 
-    f = sub.add_parser("fit", help="fit a model to an HDF5 data set, out of core")
-    f.add_argument("data", help="HDF5 file ('file.h5' uses dataset 'data'; 'file.h5:/name')")
+    f = sub.add_parser("fit", help="fit a model to an HDF5 data set, out of core", **shown)
+    f.add_argument("data", help="HDF5 file: 'file.h5' reads the dataset (or CSR group) "
+                                "named 'data'; 'file.h5:/name' another one")
     f.add_argument("--rank", type=int, required=True, help="number of components")
-    f.add_argument("--algorithm", choices=["and", "purification"], default="and")
-    f.add_argument("--update", choices=["stagewise", "gd", "sgd"], default="stagewise",
-                   help="AND only")
-    f.add_argument("--thresholds", type=_thresholds, default="adaptive",
-                   help="AND: adaptive, geometric or a constant")
-    f.add_argument("--n-stages", type=int, default=200)
-    f.add_argument("--stage-length", type=int, default=None)
+    f.add_argument("--algorithm", choices=["and", "purification"], default="and",
+                   help="AND (Li & Liang 2017) or Purification (Li, Liang & Risteski 2016)")
+    f.add_argument("--update", choices=["stagewise", "gd", "sgd"], default=None,
+                   help="AND only: stage update (None: stagewise)")
+    f.add_argument("--thresholds", type=_thresholds, default=None,
+                   help="AND: adaptive, geometric or a constant (None: adaptive); "
+                        "Purification: a constant (None: 0.1)")
+    f.add_argument("--n-stages", type=int, default=200,
+                   help="most stages (AND) or iterations (Purification)")
+    f.add_argument("--stage-length", type=int, default=None,
+                   help="samples per stage (None: one pass over the file)")
     f.add_argument("--init", default="spa",
                    help="spa, random, or 'warm:RL' for the papers' A*(I+U) start built from "
                         "the file's true 'components' (RL scales U; 1 is the paper's)")
-    f.add_argument("--checkpoint", default=None, help="checkpoint file (HDF5)")
+    f.add_argument("--checkpoint", default=None,
+                   help="checkpoint file (HDF5) written at every stage end; never the data "
+                        "file or a file this fit did not write")
     f.add_argument("--checkpoint-every", type=_checkpoint_every, default=60.0,
-                   help="seconds ('60') or samples ('5000n') between checkpoints")
+                   help="seconds ('60') or samples ('5000n') between checkpoints within a stage")
     f.add_argument("--resume", action="store_true", help="continue from --checkpoint")
     f.add_argument("--shuffle", action="store_true", help="shuffle block order every pass")
     f.add_argument("--out", default=None, help="model file to write (HDF5)")
-    f.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --out, and start afresh over an existing "
+                        "--checkpoint of this same fit")
+    f.add_argument("--seed", type=int, default=0, help="random seed of the start")
     f.add_argument("--scheduler", default=None, help="Dask scheduler address")
     f.add_argument("--workers", type=int, default=None,
                    help="start a local Dask cluster with this many worker processes")
-    f.add_argument("--json", action="store_true")
+    f.add_argument("--json", action="store_true", help="print one JSON object")
 
-    e = sub.add_parser("evaluate", help="recovery error of a model against true components")
+    e = sub.add_parser("evaluate", help="recovery error of a model against true components",
+                       **shown)
     e.add_argument("model", help="model file written by 'streamnmf fit --out'")
     e.add_argument("truth", help="HDF5 file with a 'components' dataset (from 'generate')")
-    e.add_argument("--json", action="store_true")
+    e.add_argument("--json", action="store_true", help="print one JSON object")
 
-    d = sub.add_parser("demo", help="generate a corpus, fit it out of core, print the error")
+    d = sub.add_parser("demo", help="generate a corpus, fit it out of core, print the error",
+                       **shown)
     d.add_argument("--quick", action="store_true", help="a smaller problem (seconds)")
-    d.add_argument("--workdir", default=None, help="keep the files here (default: temporary)")
-    d.add_argument("--json", action="store_true")
+    d.add_argument("--workdir", default=None,
+                   help="keep the files (dir.h5, fit.ckpt.h5) here (None: a temporary folder)")
+    d.add_argument("--overwrite", action="store_true",
+                   help="replace the files of an earlier demo in --workdir")
+    d.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
+
+
+class UsageError(ValueError):
+    """A command-line mistake: reported in one line, exit status 2."""
+
+
+#: the Python spellings in the library's messages and the flags that say the same here
+_FLAG_WORDING = (("resume=True", "--resume"), ("overwrite=True", "--overwrite"),
+                 ("the checkpoint parameter", "--checkpoint"))
+
+
+def _cli_wording(message):
+    for python, flag in _FLAG_WORDING:
+        message = message.replace(python, flag)
+    return message
 
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -107,7 +141,7 @@ def _emit(args, result, lines):
         print("\n".join(lines))
 
 
-def _progress(total, enabled):
+def _progress(total, enabled, initial=0):
     """A tqdm bar on a terminal, nothing otherwise (or without tqdm)."""
     if not enabled:
         return None
@@ -115,23 +149,60 @@ def _progress(total, enabled):
         from tqdm.auto import tqdm
     except ImportError:  # pragma: no cover - tqdm is a dependency
         return None
-    return tqdm(total=total, unit="stage", disable=None, leave=False, file=sys.stderr)
+    return tqdm(total=total, initial=initial, unit="stage", disable=None, leave=False,
+                file=sys.stderr)
+
+
+def _stages_in_checkpoint(args):
+    """Stages the checkpoint to resume from has done (0 when there is none yet)."""
+    from ._io import peek_attrs
+
+    attrs = peek_attrs(args.checkpoint) if os.path.exists(args.checkpoint) else None
+    return int((attrs or {}).get("loop_stage", 0))
 
 
 def _make_estimator(args, init, callback):
     from . import AND
 
-    common = dict(n_stages=args.n_stages, stage_length=args.stage_length, init=init,
-                  random_state=args.seed, callback=callback, checkpoint=args.checkpoint,
-                  checkpoint_every=args.checkpoint_every)
+    common = dict(init=init, random_state=args.seed, callback=callback,
+                  checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every)
     if args.algorithm == "purification":
         from . import Purification
 
-        common.pop("n_stages")
-        common.pop("stage_length")
+        if args.update is not None:
+            raise UsageError("--update applies to --algorithm and only; Purification has one "
+                             "update rule. Leave --update out.")
+        if isinstance(args.thresholds, str):
+            raise UsageError(f"--thresholds {args.thresholds} applies to --algorithm and "
+                             "only; Purification takes a constant threshold (a number).")
+        alpha = {} if args.thresholds is None else dict(alpha=args.thresholds)
         return Purification(args.rank, n_iter=args.n_stages, batch_size=args.stage_length,
-                            **common)
-    return AND(args.rank, update=args.update, thresholds=args.thresholds, **common)
+                            **alpha, **common)
+    return AND(args.rank, update=args.update or "stagewise",
+               thresholds="adaptive" if args.thresholds is None else args.thresholds,
+               n_stages=args.n_stages, stage_length=args.stage_length, **common)
+
+
+def _same_file(a, b):
+    if os.path.exists(a) and os.path.exists(b):
+        return os.path.samefile(a, b)
+    return os.path.abspath(a) == os.path.abspath(b)
+
+
+def _check_targets(args, data_path):
+    """Refuse, before any work, outputs that would replace a file they should not."""
+    if args.resume and args.checkpoint is None:
+        raise UsageError("--resume needs --checkpoint: the file to continue from.")
+    if args.out is not None:
+        for other, what in ((data_path, "the input data"), (args.checkpoint, "--checkpoint")):
+            if other is not None and _same_file(args.out, other):
+                raise UsageError(f"--out {args.out} is {what}: give the model another name.")
+        from ._io import check_output_path
+
+        check_output_path(args.out, args.overwrite, flag="--overwrite", what="--out")
+    if args.out is None and args.checkpoint is None:
+        warnings.warn("neither --out nor --checkpoint is given: the fitted model will not be "
+                      "saved. Add --out model.h5 to keep it.", stacklevel=2)
 
 
 def _init_from(spec, data_spec, rank, seed):
@@ -154,29 +225,32 @@ def _fit(args, evaluate_against=None, progress=True):
 
     path, _, name = args.data.partition(":") if not os.path.exists(args.data) else (
         args.data, "", "")
+    _check_targets(args, path)
     source = HDF5Source(path, name or None, shuffle=args.shuffle, random_state=args.seed,
                         prefetch=True)
     init = _init_from(args.init, args.data, args.rank, args.seed)
-    bar = _progress(args.n_stages, progress and not args.json)
     log = []
+    args.stages_done = _stages_in_checkpoint(args) if args.resume else 0
 
     def callback(est, row):
         entry = {k: row[k] for k in ("stage", "seconds", "alpha", "objective", "change")}
         if evaluate_against is not None:
-            entry["ln_error"] = log_total_correlation_error(est._loop.C, evaluate_against)
+            entry["ln_error"] = log_total_correlation_error(est.components_, evaluate_against)
         log.append(entry)
+        args.stages_done = int(row["stage"]) + 1
         if bar is not None:
-            bar.update(1)
+            bar.update(args.stages_done - bar.n)
             bar.set_postfix(alpha=f"{row['alpha']:.1e}", change=f"{row['change']:.1e}")
         return False
 
     est = _make_estimator(args, init, callback)
+    bar = _progress(args.n_stages, progress and not args.json, initial=args.stages_done)
     client, cluster = _dask_client(args)
     t0 = time.perf_counter()
     try:
         if client is not None:
             est.set_params(client=client)
-        est.fit(source, resume=args.resume)
+        est.fit(source, resume=args.resume, overwrite=args.overwrite)
     finally:
         if bar is not None:
             bar.close()
@@ -206,8 +280,19 @@ def _dask_client(args):
 # -- commands -----------------------------------------------------------------------------------
 
 def cmd_generate(args):
+    from ._io import check_output_path
     from .datasets import write_hdf5
 
+    check_output_path(args.out, args.overwrite, flag="--overwrite", what="output file")
+    if not args.sparse:  # dense values: the size is known before writing
+        size = args.n_samples * args.n_features * (4 if args.float32 else 8)
+        free = shutil.disk_usage(os.path.dirname(os.path.abspath(args.out))).free
+        if size > free:
+            raise UsageError(
+                f"{args.out} would take {size / 1e9:.1f} GB and its disk has {free / 1e9:.1f} "
+                "GB free: lower --n-samples or --n-features, or add --sparse or --float32.")
+        if size >= 1 << 30 and not args.json:
+            print(f"writing {size / 1e9:.1f} GB to {args.out} ...", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
     write_hdf5(args.out, args.name, args.n_samples, args.n_components, args.n_features,
                noise=args.noise, sparse=args.sparse, overwrite=args.overwrite,
@@ -260,7 +345,17 @@ def cmd_demo(args):
         with tempfile.TemporaryDirectory(prefix="streamnmf-demo-") as workdir:
             return _demo(args, workdir)
     os.makedirs(args.workdir, exist_ok=True)
+    if not args.overwrite:
+        from ._io import check_output_path
+
+        for name in _DEMO_FILES:
+            check_output_path(os.path.join(args.workdir, name), flag="--overwrite",
+                              what="demo file")
     return _demo(args, args.workdir)
+
+
+#: what the demo writes in its folder
+_DEMO_FILES = ("dir.h5", "fit.ckpt.h5", "fit.ckpt.h5.prev")
 
 
 def _demo(args, workdir):
@@ -317,14 +412,41 @@ def _demo(args, workdir):
 
 
 def main(argv=None):
+    """Run a command; returns the exit status (0, 2 for an error, 130 when interrupted)."""
+    from ._io import CheckpointError
+
     args = build_parser().parse_args(argv)
     commands = dict(generate=cmd_generate, fit=cmd_fit, evaluate=cmd_evaluate, demo=cmd_demo)
-    try:
-        commands[args.command](args)
-    except (ValueError, FileNotFoundError, FileExistsError, KeyError, OSError) as exc:
-        print(f"streamnmf {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    prefix = f"streamnmf {args.command}"
+
+    def one_line_warning(message, category, filename, lineno, file=None, line=None):
+        print(f"{prefix}: warning: {_cli_wording(str(message))}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = one_line_warning
+        try:
+            commands[args.command](args)
+        except KeyboardInterrupt:
+            print(f"{prefix}: {_interrupted(args)}", file=sys.stderr)
+            return 130
+        except (ValueError, OSError, KeyError, CheckpointError, ImportError,
+                FloatingPointError) as exc:
+            text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+            print(f"{prefix}: error: {_cli_wording(text)}", file=sys.stderr)
+            return 2
     return 0
+
+
+def _interrupted(args):
+    """What an interrupted command left and how to go on."""
+    if args.command != "fit":
+        return "interrupted."
+    done = getattr(args, "stages_done", 0)
+    if args.checkpoint is None:
+        return (f"interrupted at stage {done}; nothing was saved. Add --checkpoint FILE to be "
+                "able to resume an interrupted fit.")
+    return (f"interrupted at stage {done}; the checkpoint {args.checkpoint} holds the last "
+            "state written. Rerun the same command with --resume to continue from it.")
 
 
 if __name__ == "__main__":  # pragma: no cover

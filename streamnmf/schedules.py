@@ -103,8 +103,11 @@ class Constant(ThresholdSchedule):
     """
 
     def __init__(self, alpha=0.1):
-        if not np.isfinite(alpha):
-            raise ValueError(f"Constant: alpha must be finite, got {alpha!r}.")
+        if not np.isfinite(alpha) or alpha < 0:
+            raise ValueError(
+                f"Constant: the threshold must be a finite number >= 0, got {alpha!r}: codes "
+                "are kept where they reach it, and a negative one would keep negative codes."
+            )
         self.alpha0 = float(alpha)
 
     def alpha(self, stage):
@@ -119,10 +122,10 @@ class Explicit(ThresholdSchedule):
 
     def __init__(self, alphas):
         alphas = np.asarray(alphas, dtype=np.float64).ravel()
-        if alphas.size == 0 or not np.all(np.isfinite(alphas)):
+        if alphas.size == 0 or not np.all(np.isfinite(alphas)) or np.any(alphas < 0):
             raise ValueError(
-                "Explicit: expected a non-empty sequence of finite thresholds, "
-                f"got {alphas.tolist()!r}."
+                "Explicit: expected a non-empty sequence of finite thresholds >= 0 (a "
+                f"negative one would keep negative codes), got {alphas.tolist()!r}."
             )
         self.alphas = alphas
 

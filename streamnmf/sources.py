@@ -77,7 +77,8 @@ def leading_rows(blocks, n_features, n_samples=None):
     ----------
     blocks : iterator of {ndarray, csr_matrix}
         A pass's blocks; taken until enough rows (a reused buffer is copied at once).
-    n_features : int
+    n_features : int or None
+        None: the first block's width.
     n_samples : int or None
 
     Returns
@@ -85,6 +86,7 @@ def leading_rows(blocks, n_features, n_samples=None):
     {ndarray, csr_matrix} of shape (rows, n_features)
     """
     first = next(iter(blocks))
+    n_features = first.shape[1] if n_features is None else n_features
     want = init_rows(n_features, first.dtype.itemsize, first.shape[0], n_samples)
     if sp.issparse(first):
         taken, rows = [first.copy()], first.shape[0]
