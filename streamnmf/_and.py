@@ -142,6 +142,12 @@ class AND(StreamingNMFBase):
         Fit the full-batch updates (``"stagewise"``, ``"gd"``) on a Dask cluster: every stage
         is one map-reduce over the row blocks (see ``streamnmf._dask``). A dask array passed
         to ``fit`` uses Dask too (with the current scheduler when ``client`` is None).
+    blas_threads : "auto", int or None, default="auto"
+        BLAS threads of the fit's products. ``"auto"``: as many as the cores that other
+        processes leave free, re-decided every half second (all of them on an idle machine;
+        spinning BLAS threads on busy cores slow a fit several-fold); an int: that many (fix it
+        where two runs must agree bit for bit, a product split over fewer threads rounds
+        differently); None: leave the BLAS library as configured.
 
     Attributes
     ----------
@@ -171,7 +177,8 @@ class AND(StreamingNMFBase):
                  n_stages=200, stage_length=None, n_inner=50, learning_rate=None,
                  batch_size=1, init="spa", tol=None, n_iter_no_change=10,
                  random_state=None, callback=None, verbose=0, checkpoint=None,
-                 checkpoint_every=60.0, client=None):
+                 checkpoint_every=60.0, client=None,
+                 blas_threads="auto"):
         self.n_components = n_components
         self.update = update
         self.thresholds = thresholds
@@ -189,6 +196,7 @@ class AND(StreamingNMFBase):
         self.checkpoint = checkpoint
         self.checkpoint_every = checkpoint_every
         self.client = client
+        self.blas_threads = blas_threads
 
     def _validate_algorithm_params(self):
         if self.update not in UPDATES:

@@ -17,6 +17,7 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Transfo
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import __version__, _engine, _io
+from ._blas import BlasThreads, check_blas_threads
 from .schedules import make_schedule
 from .sources import as_source, check_block, leading_rows
 
@@ -186,6 +187,7 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         _check_number("checkpoint_every", self.checkpoint_every, low=0, low_open=True)
         if self.checkpoint is not None and not isinstance(self.checkpoint, (str, os.PathLike)):
             raise ValueError(f"checkpoint must be a file path or None, got {self.checkpoint!r}.")
+        check_blas_threads(getattr(self, "blas_threads", None))
         if self.callback is not None and not callable(self.callback):
             raise ValueError(f"callback must be callable or None, got {self.callback!r}.")
         self._validate_algorithm_params()
@@ -262,7 +264,7 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         source = as_source(X)
         if source.n_samples is None:
             iterable = getattr(source, "iterable", None)
-            if iterable is not None and iter(iterable) is iterable:
+            if iterable is not None and hasattr(iterable, "__next__"):
                 raise ValueError(
                     f"fit got a one-shot {type(iterable).__name__}: fit reads its data once "
                     "per stage and a generator can be read only once. Feed the blocks to "
@@ -362,22 +364,8 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         self._in_fit = True
         loop = self._loop
         try:
-            while not loop.stopped and loop.stage < self._n_stages_max:
-                epoch, offset = self._position
-                waited = time.perf_counter()
-                for block in source.blocks(start=offset, epoch=epoch):
-                    # waiting for the source (reading, validation) is part of fitting time
-                    loop.seconds += time.perf_counter() - waited
-                    self._block_seen0 = loop.samples_seen
-                    loop.consume(block)
-                    offset += loop.samples_seen - self._block_seen0
-                    self._position = self._normalized(epoch, offset)
-                    self._periodic_checkpoint()
-                    if loop.stopped:
-                        break
-                    waited = time.perf_counter()
-                else:
-                    self._position = (epoch + 1, 0)
+            with BlasThreads(self.blas_threads) as blas:
+                self._run_passes(source, loop, blas)
         except _engine.DivergenceError:
             self._finish()  # the last finite components stay available
             raise
@@ -385,6 +373,26 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
             self._in_fit = False
         self._finish()
         return self
+
+    def _run_passes(self, source, loop, blas):
+        """Stages over the source from ``self._position`` until the loop stops."""
+        while not loop.stopped and loop.stage < self._n_stages_max:
+            epoch, offset = self._position
+            waited = time.perf_counter()
+            for block in source.blocks(start=offset, epoch=epoch):
+                # waiting for the source (reading, validation) is part of fitting time
+                loop.seconds += time.perf_counter() - waited
+                blas.update()
+                self._block_seen0 = loop.samples_seen
+                loop.consume(block)
+                offset += loop.samples_seen - self._block_seen0
+                self._position = self._normalized(epoch, offset)
+                self._periodic_checkpoint()
+                if loop.stopped:
+                    break
+                waited = time.perf_counter()
+            else:
+                self._position = (epoch + 1, 0)
 
     @staticmethod
     def _source_order_unknown():
@@ -432,12 +440,15 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         elif X.dtype != self._loop.dtype:
             X = X.astype(self._loop.dtype)
         self._loop.stopped = False
+        if first_call or getattr(self, "_blas", None) is None:
+            self._blas = BlasThreads(self.blas_threads)  # kept: it measures between calls
         try:
-            self._loop.consume(X)
-            if self._loop.stage_length is None:
-                self._loop.end_stage()
-            else:
-                self._periodic_checkpoint()
+            with self._blas:
+                self._loop.consume(X)
+                if self._loop.stage_length is None:
+                    self._loop.end_stage()
+                else:
+                    self._periodic_checkpoint()
         finally:
             self._finish()
         return self
@@ -485,7 +496,7 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
     # -- checkpoints ----------------------------------------------------------------------------
     #: parameters that may differ between the run that wrote a checkpoint and the one resuming
     _RESUME_FREE = ("n_stages", "n_iter", "tol", "n_iter_no_change", "callback", "verbose",
-                    "checkpoint", "checkpoint_every", "init", "client")
+                    "checkpoint", "checkpoint_every", "init", "client", "blas_threads")
 
     def _identity(self, n_samples, n_features, dtype, source_order, n_components=None):
         """What a checkpoint of this fit records about its data and parameters (None: not

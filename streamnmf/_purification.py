@@ -727,6 +727,12 @@ class Purification(StreamingNMFBase):
         A float: seconds between checkpoints within an iteration; an int: samples.
     client : dask.distributed.Client or None, default=None
         Run every iteration as one map-reduce on a Dask cluster (docs/distributed.md).
+    blas_threads : "auto", int or None, default="auto"
+        BLAS threads of the fit's products. ``"auto"``: as many as the cores that other
+        processes leave free, re-decided every half second (all of them on an idle machine;
+        spinning BLAS threads on busy cores slow a fit several-fold); an int: that many (fix it
+        where two runs must agree bit for bit, a product split over fewer threads rounds
+        differently); None: leave the BLAS library as configured.
 
     Attributes
     ----------
@@ -760,7 +766,8 @@ class Purification(StreamingNMFBase):
     def __init__(self, n_components=None, *, alpha=0.1, eta=0.5, r=None, batch_size=None,
                  n_iter=100, inverse="min-inf", step_decay=None, balance=False, init="spa",
                  tol=None, n_iter_no_change=10, random_state=None, callback=None, verbose=0,
-                 checkpoint=None, checkpoint_every=60.0, client=None):
+                 checkpoint=None, checkpoint_every=60.0, client=None,
+                 blas_threads="auto"):
         self.n_components = n_components
         self.alpha = alpha
         self.eta = eta
@@ -779,6 +786,7 @@ class Purification(StreamingNMFBase):
         self.checkpoint = checkpoint
         self.checkpoint_every = checkpoint_every
         self.client = client
+        self.blas_threads = blas_threads
 
     # -- hooks --------------------------------------------------------------------------------
     def _validate_algorithm_params(self):

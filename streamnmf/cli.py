@@ -29,6 +29,18 @@ def _thresholds(text):
         ) from None
 
 
+def _blas_threads(text):
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a count >= 1, got {text!r}")
+    return value
+
+
 def _checkpoint_every(text):
     """``60`` or ``60s``: seconds; ``5000n``: samples."""
     try:
@@ -95,6 +107,9 @@ def build_parser():
                    help="replace an existing --out, and start afresh over an existing "
                         "--checkpoint of this same fit")
     f.add_argument("--seed", type=int, default=0, help="random seed of the start")
+    f.add_argument("--blas-threads", type=_blas_threads, default="auto",
+                   help="BLAS threads: 'auto' (the cores other processes leave free) or a "
+                        "count")
     f.add_argument("--scheduler", default=None, help="Dask scheduler address")
     f.add_argument("--workers", type=int, default=None,
                    help="start a local Dask cluster with this many worker processes")
@@ -165,7 +180,8 @@ def _make_estimator(args, init, callback):
     from . import AND
 
     common = dict(init=init, random_state=args.seed, callback=callback,
-                  checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every)
+                  checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every,
+                  blas_threads=getattr(args, "blas_threads", "auto"))
     if args.algorithm == "purification":
         from . import Purification
 
@@ -255,8 +271,9 @@ def _fit(args, evaluate_against=None, progress=True):
         if bar is not None:
             bar.close()
         source.close()
-        if cluster is not None:  # a cluster started here: closing the client leaves it running
+        if client is not None:  # the client made here; a scheduler given by address runs on
             client.close()
+        if cluster is not None:
             cluster.close()
     return est, log, time.perf_counter() - t0
 

@@ -245,7 +245,8 @@ def test_fully_collapsed_solution_scores_the_same_under_both_matchings(rng):
     truth = rng.standard_normal((6, 40))
     learned = np.repeat(truth[:1], 6, axis=0)
     expected, _ = naive_errors(learned, truth)
-    assert expected[0] == 0 and np.all(expected[1:] > 0.5)
+    # t_0 against itself: zero up to the round-off of the BLAS kernel that computed cos^2
+    assert expected[0] == pytest.approx(0.0, abs=1e-12) and np.all(expected[1:] > 0.5)
     assert total_correlation_error(learned, truth) == pytest.approx(expected.sum(), rel=1e-10)
     assert matched_correlation_error(learned, truth) == pytest.approx(expected.sum(), rel=1e-10)
 
