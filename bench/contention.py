@@ -111,7 +111,8 @@ def main():
                   **{f"{s} s": r["median"][s] for s in SETTINGS},
                   "auto/1": r["auto_over_one"], "auto/None": r["auto_over_none"]}
                  for r in rows],
-                ["workload", "busy", "auto s", "1 s", "None s", "auto/1", "auto/None"]))
+                [(c, c) for c in ("workload", "busy", "auto s", "1 s", "None s", "auto/1",
+                                  "auto/None")]))
     print(f"wrote {path} ({result['total_seconds']:.0f} s)")
 
 

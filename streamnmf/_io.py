@@ -31,6 +31,11 @@ class CheckpointError(RuntimeError):
     """A checkpoint or model file cannot be used (damaged, other format, other data)."""
 
 
+def new_file_mode():
+    """The mode ``open()`` gives a new file: ``0o666`` less the process's umask."""
+    return 0o666 & ~_umask()
+
+
 def _umask():
     """The process's file-creation mask (read without changing it where /proc tells it)."""
     try:
@@ -262,7 +267,7 @@ def write_atomic(path, fill, keep_previous=False):
         try:
             mode = os.stat(path).st_mode & 0o7777
         except OSError:
-            mode = 0o666 & ~_umask()
+            mode = new_file_mode()
         os.chmod(tmp, mode)
         with h5py.File(tmp, "w") as f:
             fill(f)

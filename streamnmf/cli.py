@@ -209,6 +209,9 @@ def _check_targets(args, data_path):
     """Refuse, before any work, outputs that would replace a file they should not."""
     if args.resume and args.checkpoint is None:
         raise UsageError("--resume needs --checkpoint: the file to continue from.")
+    if args.scheduler is not None and args.workers is not None:
+        raise UsageError("--scheduler and --workers exclude each other: --scheduler uses a "
+                         "running Dask cluster, --workers starts one on this machine.")
     if args.out is not None:
         for other, what in ((data_path, "the input data"), (args.checkpoint, "--checkpoint")):
             if other is not None and _same_file(args.out, other):

@@ -42,6 +42,8 @@ from collections import namedtuple
 
 import numpy as np
 
+from ._io import new_file_mode
+
 __all__ = [
     "Dataset",
     "DatasetStream",
@@ -1408,6 +1410,7 @@ def write_hdf5(path, source, n_samples=None, n_components=None, n_features=None,
                                dir=directory)
     os.close(fd)
     try:
+        os.chmod(tmp, new_file_mode())  # mkstemp's 0600 would ignore the user's umask
         # A chunk cache that holds a few chunks, so that writes that straddle chunks do not
         # re-read them from disk.
         with h5py.File(tmp, "w", rdcc_nbytes=8 * _CHUNK_BYTES) as f:

@@ -379,6 +379,7 @@ def test_cli_warns_when_nothing_will_be_saved(corpus, capsys):
     (["--update", "sgd"], "--update applies to --algorithm and only"),
     (["--thresholds", "geometric"], "--thresholds geometric applies to --algorithm and only"),
     (["--resume"], "--resume needs --checkpoint"),
+    (["--scheduler", "tcp://nowhere:1", "--workers", "2"], "exclude each other"),
 ])
 def test_cli_refuses_options_that_do_not_apply(corpus, capsys, extra, expected):
     path, _ = corpus
@@ -450,3 +451,13 @@ def test_cli_generate_refuses_a_file_larger_than_the_free_disk(tmp_path, capsys)
                           str(10**12)], capsys)
     assert status == 2 and "GB free" in err
     assert not os.path.exists(tmp_path / "huge.h5")
+
+
+def test_generated_data_files_get_the_users_umask_too(tmp_path):
+    old = os.umask(0o027)
+    try:
+        path = str(tmp_path / "data.h5")
+        write_hdf5(path, "dir", 50, 3, 10, random_state=0)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o640
