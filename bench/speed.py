@@ -238,11 +238,11 @@ def sgd_pieces(Y, C, D, alpha, eta, n_ref, repeats=5):
         if sp.issparse(Y):
             def upd():
                 K.sgd_update_csr(Y.data, Y.indices, Y.indptr, Z, zp, zi, state["C"], eta, 1,
-                                 state["G"], state["t"], state["b"])
+                                 state["G"], state["t"], state["b"], False)
         else:
             def upd():
                 K.sgd_update_dense(Y, Z, zp, zi, state["C"], eta, 1, state["G"], state["t"],
-                                   state["b"])
+                                   state["b"], False)
         fns["lib_decode_us"] = (dec, None, N)
         fns["lib_update_us"] = (upd, setup, N)
     except Exception as exc:  # the kernels are internal: their signatures may change

@@ -5,11 +5,17 @@ import scipy.linalg
 
 from ._base import StreamingNMFBase, _check_number
 from ._engine import Rule
+from .linalg import nonnegative_least_squares
 
 UPDATES = ("stagewise", "gd", "sgd")
 
 #: relative weight of the proximal term in the stagewise solve (see ``StagewiseRule``)
 PROX = 1e-10
+#: most coordinate-descent sweeps of a non-negative stagewise solve: the stages iterate
+#: anyway, so a stage's solve need not be exact where the unconstrained one is infeasible
+NNLS_SWEEPS = 10
+#: what ``components`` takes
+COMPONENTS = ("auto", "nonnegative", "signed")
 
 
 class StagewiseRule(Rule):
@@ -22,6 +28,9 @@ class StagewiseRule(Rule):
     The proximal term vanishes at a fixed point, so it does not bias the converged answer.
     """
 
+    def __init__(self, nonnegative=False):
+        self.nonnegative = nonnegative
+
     def end_stage(self, C, stats):
         S_zz = stats.S_zz
         n = S_zz.shape[0]
@@ -33,9 +42,15 @@ class StagewiseRule(Rule):
         rhs = stats.S_zy + lam * C
         try:
             factor = scipy.linalg.cho_factor(lhs, check_finite=False)
-            return scipy.linalg.cho_solve(factor, rhs, check_finite=False)
+            solution = scipy.linalg.cho_solve(factor, rhs, check_finite=False)
         except (np.linalg.LinAlgError, scipy.linalg.LinAlgError):
-            return np.linalg.lstsq(lhs, rhs, rcond=None)[0]
+            solution = np.linalg.lstsq(lhs, rhs, rcond=None)[0]
+        if not self.nonnegative or solution.min(initial=0.0) >= 0:
+            # the papers' case near the truth: the unconstrained solution is already feasible
+            # and is then the constrained one, to round-off
+            return solution
+        # the same proximal problem under C >= 0, from the clipped unconstrained solution
+        return nonnegative_least_squares(lhs, rhs, solution, max_sweeps=NNLS_SWEEPS)[0]
 
 
 class GDRule(Rule):
@@ -46,9 +61,10 @@ class GDRule(Rule):
     Default ``eta = 1 / lambda_max(S_zz / N)``, the largest step that is monotone.
     """
 
-    def __init__(self, n_inner, learning_rate):
+    def __init__(self, n_inner, learning_rate, nonnegative=False):
         self.n_inner = n_inner
         self.learning_rate = learning_rate
+        self.nonnegative = nonnegative
 
     def end_stage(self, C, stats):
         S_zz = stats.S_zz / stats.count
@@ -62,13 +78,19 @@ class GDRule(Rule):
         C = C.astype(np.float64)
         for _ in range(self.n_inner):
             C = C + eta * (S_zy - S_zz @ C)
+            if self.nonnegative:  # projected gradient steps
+                np.maximum(C, 0.0, out=C)
         return C
 
 
 class SGDRule(Rule):
-    """Algorithm 1 as written: one rank-one update per sample (or per small batch)."""
+    """Algorithm 1 as written: one rank-one update per sample (or per small batch), projected
+    on ``C >= 0`` when ``nonnegative``."""
 
     per_sample = True
+
+    def __init__(self, nonnegative=False):
+        self.nonnegative = nonnegative
 
 
 class AND(StreamingNMFBase):
@@ -85,6 +107,15 @@ class AND(StreamingNMFBase):
     ----------
     n_components : int or None, default=None
         Number of components (the paper's ``n``/``D``). None: ``n_features``.
+    components : {"auto", "nonnegative", "signed"}, default="auto"
+        ``"nonnegative"``: every update keeps the components non-negative (stagewise: a
+        non-negative least-squares solve on the stage's statistics; gd: projected steps; sgd:
+        projected rank-one updates), what an NMF user expects of non-negative data.
+        ``"signed"``: the paper's model, components of any sign. ``"auto"``: non-negative when
+        every value of the rows the start reads is ``>= 0``, signed otherwise; decided once,
+        at the start, and kept in ``nonnegative_``, checkpoints and model files. On the
+        papers' non-negative data both give the same fixed point (the true components are
+        non-negative, so the unconstrained solve is feasible there).
     update : {"stagewise", "gd", "sgd"}, default="stagewise"
         ``"sgd"``: Algorithm 1, one rank-one update per sample (averaged over ``batch_size``
         samples). ``"gd"``: the paper's experiments, decode the stage once then ``n_inner``
@@ -173,13 +204,15 @@ class AND(StreamingNMFBase):
     decoding matrix computed once per stage.
     """
 
-    def __init__(self, n_components=None, *, update="stagewise", thresholds="adaptive",
+    def __init__(self, n_components=None, *, components="auto", update="stagewise",
+                 thresholds="adaptive",
                  n_stages=200, stage_length=None, n_inner=50, learning_rate=None,
                  batch_size=1, init="spa", tol=None, n_iter_no_change=10,
                  random_state=None, callback=None, verbose=0, checkpoint=None,
                  checkpoint_every=60.0, client=None,
                  blas_threads="auto"):
         self.n_components = n_components
+        self.components = components
         self.update = update
         self.thresholds = thresholds
         self.n_stages = n_stages
@@ -201,6 +234,13 @@ class AND(StreamingNMFBase):
     def _validate_algorithm_params(self):
         if self.update not in UPDATES:
             raise ValueError(f"update={self.update!r} is not supported; expected one of {UPDATES}.")
+        if self.components not in COMPONENTS:
+            raise ValueError(
+                f"components={self.components!r} is not supported; expected one of "
+                f"{COMPONENTS}: 'nonnegative' keeps every entry >= 0 (NMF), 'signed' allows "
+                "signed components (the AND paper's model), 'auto' picks 'nonnegative' when the "
+                "data the start reads are non-negative."
+            )
         _check_number("n_stages", self.n_stages, low=1, integer=True)
         _check_number("batch_size", self.batch_size, low=1, integer=True)
         _check_number("stage_length", self.stage_length, low=1, integer=True, allow_none=True)
@@ -208,11 +248,12 @@ class AND(StreamingNMFBase):
         _check_number("learning_rate", self.learning_rate, low=0, low_open=True, allow_none=True)
 
     def _make_rule(self):
+        nonnegative = bool(self.__dict__.get("nonnegative_", self.components == "nonnegative"))
         if self.update == "stagewise":
-            return StagewiseRule()
+            return StagewiseRule(nonnegative)
         if self.update == "gd":
-            return GDRule(self.n_inner, self.learning_rate)
-        return SGDRule()
+            return GDRule(self.n_inner, self.learning_rate, nonnegative)
+        return SGDRule(nonnegative)
 
     def _loop_settings(self):
         return dict(

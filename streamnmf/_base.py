@@ -195,6 +195,14 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         make_schedule(settings["thresholds"])  # raises on a bad schedule
         return settings
 
+    def _decide_nonnegative(self, leading):
+        """Whether the fit keeps its components non-negative (``components`` resolved)."""
+        components = getattr(self, "components", "signed")
+        if components != "auto":
+            return components == "nonnegative"
+        values = leading.data if sp.issparse(leading) else leading
+        return bool(values.size) and bool(np.min(values) >= 0)
+
     def _initial_components(self, leading, n_features, dtype, rng):
         init = self.init
         n_components = self.n_components or n_features
@@ -285,6 +293,7 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         stage_length = settings["stage_length"] or n_samples
         self._n_stages_max = settings["n_stages"]
         rng = check_random_state(self.random_state)
+        self.nonnegative_ = self._decide_nonnegative(leading)
         C0 = self._initial_components(leading, n_features, dtype, rng)
         self._loop = _engine.StageLoop(
             self._make_rule(), make_schedule(settings["thresholds"]), C0,
@@ -646,6 +655,7 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
             source_shuffle_seed=self._source_order["shuffle_seed"],
             epoch=position[0], offset=position[1], stalled=self._stalled,
             best_change=self._best_change, early_stopped=self._early_stopped,
+            nonnegative=bool(self.nonnegative_),
         )
         attrs.update({f"loop_{k}": v for k, v in scalars.items()})
 
@@ -692,6 +702,8 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         if differ:
             raise _io.CheckpointError(self._mismatch_message(os.fspath(self.checkpoint), differ))
         loop.set_state({k[5:]: v for k, v in attrs.items() if k.startswith("loop_")}, arrays)
+        # decided from the data at the start: the checkpoint's decision is the one to keep
+        self.nonnegative_ = loop.rule.nonnegative = bool(attrs.get("nonnegative", False))
         self._early_stopped = loop.stopped = bool(attrs["early_stopped"])
         self._position = (int(attrs["epoch"]), int(attrs["offset"]))
         self._stalled = int(attrs["stalled"])
@@ -705,6 +717,11 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         self.samples_seen_ = loop.samples_seen
         self.alpha_ = loop.alpha if loop.stage == 0 else loop.history["alpha"][-1]
         self.history_ = {k: np.asarray(v) for k, v in loop.history.items()}
+        self.n_iter_ = self.n_stages_
+        # scikit-learn's ||X - W H||_F, for the last stage's samples and codes
+        self.reconstruction_err_ = float(np.sqrt(
+            self.history_["objective"][-1] * self.history_["n_samples"][-1])) \
+            if loop.stage else np.nan
         self._n_features_out = self.components_.shape[0]
         if loop.stats.count == 0:  # at a stage boundary: the next stage's D is of this C
             self._D = loop.D.copy()
@@ -733,7 +750,8 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
             library_version=__version__, estimator=type(self).__name__,
             params_json=json.dumps(_io.plain_params(self.get_params())),
             alpha=self.alpha_, n_features_in=self.n_features_in_, n_stages=self.n_stages_,
-            samples_seen=self.samples_seen_,
+            samples_seen=self.samples_seen_, nonnegative=bool(self.nonnegative_),
+            reconstruction_err=self.reconstruction_err_,
         )
         arrays = {"components": self.components_, "decoding_matrix": self._D}
         arrays.update({f"history/{k}": v for k, v in self.history_.items()})
@@ -797,6 +815,9 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         est.n_features_in_ = int(attrs["n_features_in"])
         est.n_stages_ = int(attrs["n_stages"])
         est.samples_seen_ = int(attrs["samples_seen"])
+        est.n_iter_ = est.n_stages_
+        est.nonnegative_ = bool(attrs.get("nonnegative", False))
+        est.reconstruction_err_ = float(attrs.get("reconstruction_err", np.nan))
         est._n_features_out = est.components_.shape[0]
         return est
 

@@ -5,9 +5,9 @@ busy, a spinning thread is descheduled in the middle of a product and the others
 on 2 cores with 2 other busy processes, the README's Purification example took 43 s with the
 default 2 BLAS threads and 9.5 s with one (2.0 s idle). With ``blas_threads="auto"`` the fit
 measures the load that *other* processes put on the cores it may run on, from ``/proc/stat``
-less its own CPU time, and limits BLAS to the cores they leave free (at least one). On an idle
-machine it leaves the BLAS library as configured, so the results and the speed are those of
-a fit without the policy. Where ``/proc/stat`` does not exist (macOS, Windows) "auto" leaves
+less its own CPU time, every ``INTERVAL`` seconds, and limits BLAS to the cores they leave
+free (at least one). On an idle machine, and during the first interval, it leaves the BLAS
+library as configured, so the results and the speed are those of a fit without the policy. Where ``/proc/stat`` does not exist (macOS, Windows) "auto" leaves
 BLAS as it is.
 
 Fewer threads can change results in the last bits (a product split over other threads rounds
@@ -32,13 +32,12 @@ def _usable_cpus():
 
 
 def read_cpu_times(cpus):
-    """Busy and total jiffies of the given CPUs, and runnable threads, from /proc/stat.
+    """Busy and total jiffies of the given CPUs, from /proc/stat.
 
     Returns None where /proc/stat cannot be read.
     """
     wanted = {f"cpu{i}" for i in cpus}
     busy = total = 0
-    running = None
     try:
         with open("/proc/stat") as stat:
             for line in stat:
@@ -47,11 +46,9 @@ def read_cpu_times(cpus):
                     values = [int(v) for v in fields[1:9]]  # user nice system idle iowait irq
                     total += sum(values)                    # softirq steal
                     busy += sum(values) - values[3] - values[4]  # steal: another VM's time
-                elif fields and fields[0] == "procs_running":
-                    running = int(fields[1])
     except (OSError, ValueError, IndexError):
         return None
-    return busy, total, running
+    return busy, total
 
 
 class BlasThreads:
@@ -94,10 +91,11 @@ class BlasThreads:
         if reading is None:  # no /proc: leave BLAS as it is
             self.setting = None
             return self
-        # no interval measured yet: the threads runnable now, less this one
-        others = max(0, (reading[2] or 1) - 1)
+        # The first decision waits for a measured interval: an instant count of runnable
+        # threads also sees BLAS threads that spin after a product (this process's or a
+        # finished one's), and a fit shorter than the interval then runs exactly as without
+        # the policy.
         self._last = (time.monotonic(), self._own_seconds(), reading)
-        self._apply(self._threads_for(others))
         return self
 
     def update(self):
@@ -105,7 +103,7 @@ class BlasThreads:
         if self.setting != "auto" or self._last is None:
             return
         now = time.monotonic()
-        then, own_then, (busy_then, _, _) = self._last
+        then, own_then, (busy_then, _) = self._last
         if now - then < INTERVAL:
             return
         reading = read_cpu_times(self._cpus)

@@ -283,11 +283,14 @@ class Rule:
         only accumulates statistics and ``end_stage`` computes the new matrix.
     needs_sum_y : bool
         Whether ``end_stage`` needs ``sum y`` (Purification's covariance).
+    nonnegative : bool
+        Whether the updates keep the working matrix non-negative.
     """
 
     kind = K.HARD
     per_sample = False
     needs_sum_y = False
+    nonnegative = False
 
     def decoding_matrix(self, C):
         """(n_features, n_components) matrix ``D`` with ``Y @ D`` the decoded values."""
@@ -371,7 +374,8 @@ class StageLoop:
         t0 = time.perf_counter()
         if self.rule.per_sample:
             if self._batch[0] > 0:  # a partial batch at the stage end is applied, not dropped
-                K._sgd_flush(self.C, self._G, self._touched, self.sgd_eta / self._batch[0])
+                K._sgd_flush(self.C, self._G, self._touched, self.sgd_eta / self._batch[0],
+                             self.rule.nonnegative)
                 self._batch[0] = 0.0
             objective = self._batch[1] / stats.count
         else:
@@ -531,12 +535,12 @@ class StageLoop:
         if sp.issparse(Y):
             K.sgd_update_csr(
                 Y.data, Y.indices, Y.indptr, Z, z_indptr, z_indices, self.C, eta,
-                self.batch_size, self._G, self._touched, self._batch,
+                self.batch_size, self._G, self._touched, self._batch, self.rule.nonnegative,
             )
         else:
             K.sgd_update_dense(
                 Y, Z, z_indptr, z_indices, self.C, eta, self.batch_size,
-                self._G, self._touched, self._batch,
+                self._G, self._touched, self._batch, self.rule.nonnegative,
             )
 
 

@@ -232,16 +232,18 @@ def _squared_norm(r):
 
 
 @numba.njit(**_jit)
-def _sgd_step(Z, i, z_indptr, z_indices, r, C, eta):
+def _sgd_step(Z, i, z_indptr, z_indices, r, C, eta, nonnegative):
     # Batch size 1 (the paper's Algorithm 1): C_S += eta z_S r^T straight into the working
     # matrix, skipping the pending-gradient buffer (one pass over the support rows, not three).
+    # nonnegative: the projected step, max(C_S + eta z_S r^T, 0).
     n_features = r.shape[0]
     for p in range(z_indptr[i], z_indptr[i + 1]):
         k = z_indices[p]
         step = eta * Z[i, k]
         ck = C[k]
         for f in range(n_features):
-            ck[f] += step * r[f]
+            value = ck[f] + step * r[f]
+            ck[f] = 0.0 if nonnegative and value < 0.0 else value
 
 
 @numba.njit(**_jit)
@@ -261,20 +263,23 @@ def _sgd_apply(Z, i, z_indptr, z_indices, r, G, touched, n_touched):
 
 
 @numba.njit(**_jit)
-def _sgd_flush(C, G, touched, step):
-    # C[k] += step * G[k] for the touched rows, then clear the batch.
+def _sgd_flush(C, G, touched, step, nonnegative):
+    # C[k] += step * G[k] for the touched rows (projected on C >= 0 when nonnegative), then
+    # clear the batch.
     n_components, n_features = C.shape
     for k in range(n_components):
         if touched[k]:
             ck = C[k]
             gk = G[k]
             for f in range(n_features):
-                ck[f] += step * gk[f]
+                value = ck[f] + step * gk[f]
+                ck[f] = 0.0 if nonnegative and value < 0.0 else value
             touched[k] = False
 
 
 @numba.njit(**_jit)
-def sgd_update_dense(Y, Z, z_indptr, z_indices, C, eta, batch_size, G, touched, batch_state):
+def sgd_update_dense(Y, Z, z_indptr, z_indices, C, eta, batch_size, G, touched, batch_state,
+                     nonnegative):
     """AND's per-sample update, ``A <- A + eta (y - A z) z^T``, on dense rows.
 
     With ``batch_size == 1`` this is the paper's Algorithm 1 sample by sample; with ``b > 1`` the
@@ -297,6 +302,8 @@ def sgd_update_dense(Y, Z, z_indptr, z_indices, C, eta, batch_size, G, touched, 
     batch_state : ndarray of shape (2,), float64
         ``[samples pending in the batch, running sum of squared residuals]``; persists between
         calls so a batch may span blocks.
+    nonnegative : bool
+        Project every update on ``C >= 0`` (the rows it wrote).
     """
     n_samples, n_features = Y.shape
     r = np.empty(n_features, dtype=C.dtype)
@@ -305,18 +312,18 @@ def sgd_update_dense(Y, Z, z_indptr, z_indices, C, eta, batch_size, G, touched, 
         _residual_dense(Y[i], Z, i, z_indptr, z_indices, C, r)
         batch_state[1] += _squared_norm(r)
         if batch_size == 1:
-            _sgd_step(Z, i, z_indptr, z_indices, r, C, eta)
+            _sgd_step(Z, i, z_indptr, z_indices, r, C, eta, nonnegative)
             continue
         _sgd_apply(Z, i, z_indptr, z_indices, r, G, touched, n_touched)
         batch_state[0] += 1.0
         if batch_state[0] >= batch_size:
-            _sgd_flush(C, G, touched, eta / batch_state[0])
+            _sgd_flush(C, G, touched, eta / batch_state[0], nonnegative)
             batch_state[0] = 0.0
 
 
 @numba.njit(**_jit)
 def sgd_update_csr(data, indices, indptr, Z, z_indptr, z_indices, C, eta, batch_size, G,
-                   touched, batch_state):
+                   touched, batch_state, nonnegative):
     """``sgd_update_dense`` for CSR rows (``O(n_features nnz(z) + nnz(y))`` per sample)."""
     n_samples = Z.shape[0]
     n_features = C.shape[1]
@@ -326,12 +333,12 @@ def sgd_update_csr(data, indices, indptr, Z, z_indptr, z_indices, C, eta, batch_
         _residual_csr(data, indices, indptr, Z, i, z_indptr, z_indices, C, r)
         batch_state[1] += _squared_norm(r)
         if batch_size == 1:
-            _sgd_step(Z, i, z_indptr, z_indices, r, C, eta)
+            _sgd_step(Z, i, z_indptr, z_indices, r, C, eta, nonnegative)
             continue
         _sgd_apply(Z, i, z_indptr, z_indices, r, G, touched, n_touched)
         batch_state[0] += 1.0
         if batch_state[0] >= batch_size:
-            _sgd_flush(C, G, touched, eta / batch_state[0])
+            _sgd_flush(C, G, touched, eta / batch_state[0], nonnegative)
             batch_state[0] = 0.0
 
 
@@ -386,3 +393,121 @@ def accumulate_stats_csr(data, indices, indptr, Z, z_indptr, z_indices, S_zy, S_
             for q in range(indptr[i], indptr[i + 1]):
                 sk[indices[q]] += zk * data[q]
         _gram_update(Z, i, z_indptr, z_indices, S_zz, sum_z)
+
+
+@numba.njit(**_jit)
+def nnls_codes(B, G, Z, max_sweeps, tol):
+    """Non-negative least-squares codes by coordinate descent, row by row, in place.
+
+    Row ``i`` solves ``min_{z >= 0} ||y_i - z C||^2``, which with ``G = C C^T`` and
+    ``b_i = C y_i`` is ``min z G z^T - 2 z b_i``. Each sweep sets every coordinate to its exact
+    minimiser given the others, ``z_a = max(0, z_a - g_a / G_aa)`` with the gradient
+    ``g = z G - b`` kept up to date (``O(n_components)`` per change). A row stops when a sweep
+    moves no coordinate by more than ``tol`` times its largest code, or after ``max_sweeps``.
+    The work does not depend on the number of features: ``B`` is one product of the block
+    with ``C^T`` (dense or CSR, outside the kernel).
+
+    Parameters
+    ----------
+    B : ndarray of shape (n_samples, n_components)
+        ``Y @ C.T``.
+    G : ndarray of shape (n_components, n_components)
+        ``C @ C.T``.
+    Z : ndarray of shape (n_samples, n_components)
+        Start (non-negative; e.g. the thresholded decode), overwritten with the codes.
+    max_sweeps : int
+    tol : float
+
+    Returns
+    -------
+    sweeps : int
+        The most sweeps a row needed.
+    """
+    n_samples, k = B.shape
+    grad = np.empty(k, dtype=np.float64)
+    most = 0
+    for i in range(n_samples):
+        z = Z[i]
+        for a in range(k):
+            total = -np.float64(B[i, a])
+            for c in range(k):
+                total += np.float64(z[c]) * G[c, a]
+            grad[a] = total
+        sweep = 0
+        while sweep < max_sweeps:
+            sweep += 1
+            largest = 0.0
+            z_max = 0.0
+            for a in range(k):
+                g_aa = G[a, a]
+                if g_aa <= 0.0:
+                    continue
+                old = np.float64(z[a])
+                new = old - grad[a] / g_aa
+                if new < 0.0:
+                    new = 0.0
+                delta = new - old
+                if delta != 0.0:
+                    z[a] = new
+                    for c in range(k):
+                        grad[c] += delta * G[a, c]
+                    if abs(delta) > largest:
+                        largest = abs(delta)
+                if new > z_max:
+                    z_max = new
+            if largest <= tol * z_max:
+                break
+        if sweep > most:
+            most = sweep
+    return most
+
+
+@numba.njit(**_jit)
+def hals_rows(S_zz, S_zy, C, max_sweeps, tol):
+    """Non-negative least squares for a matrix from its normal equations, in place (HALS).
+
+    Minimises ``tr(C^T S_zz C) - 2 tr(C^T S_zy)`` over ``C >= 0`` by exact minimisation over
+    one row at a time, ``c_i = max(0, c_i + (S_zy[i] - S_zz[i] C) / S_zz[i, i])``; a row with
+    ``S_zz[i, i] <= 0`` (never decoded) is left as it is. Stops when a sweep moves no entry by
+    more than ``tol`` times the largest entry, or after ``max_sweeps``.
+
+    Parameters
+    ----------
+    S_zz : ndarray of shape (n_components, n_components), float64
+    S_zy : ndarray of shape (n_components, n_features), float64
+    C : ndarray of shape (n_components, n_features), float64
+        Non-negative start; overwritten with the solution.
+    max_sweeps : int
+    tol : float
+
+    Returns
+    -------
+    sweeps : int
+    """
+    k, m = C.shape
+    sweeps = 0
+    while sweeps < max_sweeps:
+        sweeps += 1
+        moved = 0.0
+        largest = 0.0
+        for i in range(k):
+            d = S_zz[i, i]
+            if d <= 0.0:
+                continue
+            # S_zz[i] C through BLAS (a GEMV): the loop version ran at a tenth of the speed
+            product = np.dot(S_zz[i], C)
+            ci = C[i]
+            gradient = S_zy[i]
+            for f in range(m):
+                new = ci[f] + (gradient[f] - product[f]) / d
+                if new < 0.0:
+                    new = 0.0
+                delta = abs(new - ci[f])
+                if delta > moved:
+                    moved = delta
+                if new > largest:
+                    largest = new
+                ci[f] = new
+        if moved <= tol * largest:
+            break
+    return sweeps

@@ -32,12 +32,15 @@ def support(Z):
     return indptr, indices
 
 
-def sgd_updates(Y, Z, C, eta, batch_size=1):
+def sgd_updates(Y, Z, C, eta, batch_size=1, nonnegative=False):
     """AND's Algorithm 1 sample by sample: ``A <- A + eta (y - A z) z^T`` (rows: C += eta z r^T).
 
     With ``batch_size > 1`` the terms of consecutive samples, computed with the matrix at the
-    batch start, are averaged; a final partial batch is applied. Returns (C, sum of ||r||^2).
+    batch start, are averaged; a final partial batch is applied. ``nonnegative``: every update
+    is followed by ``max(C, 0)`` (for a non-negative ``C``, the projection of the rows written).
+    Returns (C, sum of ||r||^2).
     """
+    project = (lambda M: np.maximum(M, 0)) if nonnegative else (lambda M: M)
     Y = dense(Y)
     C = C.copy()
     pending = np.zeros_like(C, dtype=np.float64)
@@ -49,11 +52,11 @@ def sgd_updates(Y, Z, C, eta, batch_size=1):
         pending += np.outer(z, r)
         count += 1
         if count == batch_size:
-            C += (eta / count * pending).astype(C.dtype)
+            C = project(C + (eta / count * pending).astype(C.dtype))
             pending[:] = 0
             count = 0
     if count:
-        C += (eta / count * pending).astype(C.dtype)
+        C = project(C + (eta / count * pending).astype(C.dtype))
     return C, total
 
 
@@ -155,3 +158,33 @@ def purification_algorithm1(batches, A0, alpha, eta, r=None, inverse="min-inf"):
             scale = np.full(A.shape[1], float(r))
         A = (1 - eta) * A + eta * M * scale[None, :]
     return A.T
+
+
+def nnls_rows(Y, C):
+    """Non-negative least-squares codes of every row of Y on the rows of C (SciPy's NNLS)."""
+    import scipy.optimize
+
+    Y = dense(Y).astype(np.float64)
+    return np.array([scipy.optimize.nnls(C.T.astype(np.float64), y)[0] for y in Y]).reshape(
+        Y.shape[0], C.shape[0])
+
+
+def nonnegative_least_squares(S_zz, S_zy):
+    """``argmin_{C >= 0} tr(C^T S_zz C) - 2 tr(C^T S_zy)`` column by column with SciPy's NNLS
+    (through the Cholesky factor: ``||L^T c - L^-1 s||^2`` has the same minimiser)."""
+    import scipy.optimize
+
+    L = np.linalg.cholesky(S_zz)
+    rhs = np.linalg.solve(L, S_zy)
+    return np.column_stack([scipy.optimize.nnls(L.T, rhs[:, j])[0]
+                            for j in range(S_zy.shape[1])])
+
+
+def hals_sweep(S_zz, S_zy, C):
+    """One sweep of row-wise exact minimisation of ``tr(C^T S_zz C) - 2 tr(C^T S_zy)`` on
+    ``C >= 0`` (rows with ``S_zz[i, i] = 0`` kept)."""
+    C = C.astype(np.float64).copy()
+    for i in range(C.shape[0]):
+        if S_zz[i, i] > 0:
+            C[i] = np.maximum(C[i] + (S_zy[i] - S_zz[i] @ C) / S_zz[i, i], 0)
+    return C

@@ -32,8 +32,8 @@ def test_sgd_batch1_equals_algorithm1(layout):
     alphas = [0.05, 0.03, 0.02]
     eta = 0.5
     X = sp.csr_matrix(data) if layout == "csr" else data
-    est = AND(6, update="sgd", thresholds=alphas, n_stages=3, learning_rate=eta, init=init,
-              tol=0, n_iter_no_change=None).fit(X)
+    est = AND(6, components="signed", update="sgd", thresholds=alphas, n_stages=3,
+              learning_rate=eta, init=init, tol=0, n_iter_no_change=None).fit(X)
     expected = naive.and_algorithm1(data, init, alphas, stage_length=200, eta=eta)
     np.testing.assert_allclose(est.components_, expected, rtol=1e-10, atol=1e-12)
     assert est.n_stages_ == 3
@@ -44,8 +44,9 @@ def test_sgd_stage_shorter_than_pass_equals_algorithm1():
     # stage ends fall inside blocks and passes wrap around the data
     data, _, init = small_problem(n_samples=100)
     alphas = [0.05, 0.04, 0.03, 0.02, 0.02]
-    est = AND(6, update="sgd", thresholds=alphas, n_stages=5, stage_length=70,
-              learning_rate=0.5, init=init, tol=0, n_iter_no_change=None).fit(data)
+    est = AND(6, components="signed", update="sgd", thresholds=alphas, n_stages=5,
+              stage_length=70, learning_rate=0.5, init=init, tol=0,
+              n_iter_no_change=None).fit(data)
     expected = naive.and_algorithm1(data, init, alphas, stage_length=70, eta=0.5)
     np.testing.assert_allclose(est.components_, expected, rtol=1e-10, atol=1e-12)
 
@@ -54,7 +55,7 @@ def test_gd_equals_paper_full_batch():
     data, _, init = small_problem()
     alphas = [0.05, 0.03]
     eta_paper = 0.5 / data.shape[0]  # the paper's step on sums; 0.5 on the mean statistics
-    est = AND(6, update="gd", thresholds=alphas, n_stages=2, n_inner=20,
+    est = AND(6, components="signed", update="gd", thresholds=alphas, n_stages=2, n_inner=20,
               learning_rate=eta_paper * data.shape[0], init=init, tol=0,
               n_iter_no_change=None).fit(data)
     expected = naive.and_full_batch(data, init, alphas, n_inner=20, eta_paper=eta_paper)
@@ -63,10 +64,36 @@ def test_gd_equals_paper_full_batch():
 
 def test_stagewise_is_the_least_squares_solve():
     data, _, init = small_problem()
-    est = AND(6, update="stagewise", thresholds=[0.05], n_stages=1, init=init).fit(data)
+    est = AND(6, components="signed", update="stagewise", thresholds=[0.05], n_stages=1,
+              init=init).fit(data)
     Z = naive.decode(data, np.linalg.pinv(init), 0.05, 0)
     expected = np.linalg.lstsq(Z, data, rcond=None)[0]
     np.testing.assert_allclose(est.components_, expected, rtol=1e-8, atol=1e-10)
+
+
+def test_nonnegative_stagewise_is_the_nonnegative_least_squares_solve(monkeypatch):
+    import streamnmf._and
+
+    data, _, init = small_problem()
+    data = data + 0.02 * np.random.default_rng(5).standard_normal(data.shape)  # signed noise
+    monkeypatch.setattr(streamnmf._and, "NNLS_SWEEPS", 100_000)  # solved to convergence
+    est = AND(6, components="nonnegative", thresholds=[0.05], n_stages=1, init=init).fit(data)
+    Z = naive.decode(data, np.linalg.pinv(init), 0.05, 0)
+    expected = naive.nonnegative_least_squares(Z.T @ Z, Z.T @ data)
+    assert (expected == 0).any() and np.linalg.lstsq(Z, data, rcond=None)[0].min() < 0
+    np.testing.assert_allclose(est.components_, expected, atol=1e-7 * expected.max())
+    assert est.nonnegative_ and (est.components_ >= 0).all()
+
+
+@pytest.mark.parametrize("update", ["gd", "sgd"])
+def test_projected_updates_keep_components_nonnegative(update):
+    data, _, init = small_problem()
+    data = data + 0.02 * np.random.default_rng(5).standard_normal(data.shape)
+    kwargs = dict(thresholds=[0.05, 0.03], n_stages=2, init=init, tol=0, n_iter_no_change=None,
+                  update=update, learning_rate=0.5)
+    signed = AND(6, components="signed", **kwargs).fit(data).components_
+    projected = AND(6, components="nonnegative", **kwargs).fit(data).components_
+    assert signed.min() < 0 and projected.min() == 0
 
 
 # -- recovery ------------------------------------------------------------------------------
@@ -216,9 +243,15 @@ def test_adaptive_probes_a_stall_and_keeps_it_only_if_the_residual_falls():
     assert resumed.alpha(3) == 1e-3  # no second probe at the level that failed
     with pytest.raises(ValueError, match="probe must be > 1 or None, got 0.5"):
         schedules.Adaptive(probe=0.5)
-    unstalled = dict(stalled, decoding_error=1e-2)  # the error is far above the threshold
+    # data the model does not generate (images, text): at a fixed point the decoding error stays
+    # far above the threshold, and a probe is the only way down
+    far_above = dict(stalled, decoding_error=1e-1)
     fresh = schedules.Adaptive(alpha0=1e-3)
-    fresh.observe(0, 1e-3, objective=1.0, **unstalled)
+    fresh.observe(0, 1e-3, objective=1.0, **far_above)
+    assert fresh.alpha(1) == pytest.approx(1e-3 / 1.1)
+    moving = dict(stalled, change=1.0)  # the matrix still moves more than the error: no probe
+    fresh = schedules.Adaptive(alpha0=1e-3)
+    fresh.observe(0, 1e-3, objective=1.0, **moving)
     assert fresh.alpha(1) == 1e-3
 
 
@@ -307,7 +340,7 @@ def test_bad_parameters(params, message):
 
 def test_divergence_keeps_last_finite_components():
     data, _, init = small_problem()
-    est = AND(6, update="sgd", learning_rate=1e8, init=init, n_stages=5)
+    est = AND(6, components="signed", update="sgd", learning_rate=1e8, init=init, n_stages=5)
     with pytest.raises(DivergenceError, match="non-finite in stage 0.*Lower learning_rate"):
         est.fit(data)
     assert np.all(np.isfinite(est.components_))

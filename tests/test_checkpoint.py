@@ -214,7 +214,7 @@ WORKER = textwrap.dedent("""
     init = np.load(sys.argv[2])
     est = AND(init.shape[0], update="sgd", stage_length=900, batch_size=1, init=init,
               n_stages=12, tol=0, n_iter_no_change=None, checkpoint=sys.argv[3] or None,
-              checkpoint_every=50)
+              checkpoint_every=50, blas_threads=1)  # bit for bit: a fixed thread count
     est.fit(ArraySource(data, block_rows=64), resume=bool(sys.argv[3]))
     np.save(sys.argv[4], est.components_)
 """)

@@ -151,7 +151,7 @@ def test_empty_support_everywhere(dense_decoder):
     assert indices.size == 0 and not Z.any()
     G, touched, state = np.zeros_like(C), np.zeros(4, bool), np.zeros(2)
     C_before = C.copy()
-    K.sgd_update_dense(Y, Z, indptr, indices, C, 0.1, 1, G, touched, state)
+    K.sgd_update_dense(Y, Z, indptr, indices, C, 0.1, 1, G, touched, state, False)
     np.testing.assert_array_equal(C, C_before)
     np.testing.assert_allclose(state[1], (Y**2).sum())  # residual = y when z = 0
 
@@ -159,21 +159,27 @@ def test_empty_support_everywhere(dense_decoder):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("layout", ["dense", "csr"])
 @pytest.mark.parametrize("batch_size", [1, 3, 7])
-def test_sgd_update_matches_reference(dtype, layout, batch_size, dense_decoder):
+@pytest.mark.parametrize("nonnegative", [False, True])
+def test_sgd_update_matches_reference(dtype, layout, batch_size, nonnegative, dense_decoder):
     rng = np.random.default_rng(2)
     Y, D, C = make(rng, 25, 20, 6, dtype, density=0.4 if layout == "csr" else 1.0)
+    if nonnegative:  # a projected fit's matrix is non-negative; a large step makes it clip
+        C = np.abs(C)
     Z, indptr, indices = codes(as_input(Y, layout), D, 0.1, K.HARD)
-    eta = 0.05
-    expected, total = naive.sgd_updates(Y, Z, C, eta, batch_size)
+    eta = 0.5 if nonnegative else 0.05
+    expected, total = naive.sgd_updates(Y, Z, C, eta, batch_size, nonnegative)
+    if nonnegative:
+        assert (expected == 0).any()  # the projection was exercised
     G, touched, state = np.zeros_like(C), np.zeros(C.shape[0], bool), np.zeros(2)
     Yin = as_input(Y, layout)
     if layout == "csr":
         K.sgd_update_csr(Yin.data, Yin.indices, Yin.indptr, Z, indptr, indices, C, dtype(eta),
-                         batch_size, G, touched, state)
+                         batch_size, G, touched, state, nonnegative)
     else:
-        K.sgd_update_dense(Yin, Z, indptr, indices, C, dtype(eta), batch_size, G, touched, state)
+        K.sgd_update_dense(Yin, Z, indptr, indices, C, dtype(eta), batch_size, G, touched, state,
+                           nonnegative)
     if state[0]:  # the engine applies a final partial batch at the stage end
-        K._sgd_flush(C, G, touched, dtype(eta / state[0]))
+        K._sgd_flush(C, G, touched, dtype(eta / state[0]), nonnegative)
     np.testing.assert_allclose(C, expected, rtol=10 * RTOL[dtype], atol=10 * RTOL[dtype])
     np.testing.assert_allclose(state[1], total, rtol=10 * RTOL[dtype])
 
@@ -185,12 +191,12 @@ def test_sgd_batch_spans_blocks():
     Z, indptr, indices = codes(Y, D, 0.05, K.HARD)
     one = C.copy()
     G, touched, state = np.zeros_like(C), np.zeros(5, bool), np.zeros(2)
-    K.sgd_update_dense(Y, Z, indptr, indices, one, 0.1, 4, G, touched, state)
+    K.sgd_update_dense(Y, Z, indptr, indices, one, 0.1, 4, G, touched, state, False)
     two = C.copy()
     G, touched, state = np.zeros_like(C), np.zeros(5, bool), np.zeros(2)
     for rows in (slice(0, 5), slice(5, 12)):
         Zb, ib, jb = codes(Y[rows], D, 0.05, K.HARD)
-        K.sgd_update_dense(Y[rows], Zb, ib, jb, two, 0.1, 4, G, touched, state)
+        K.sgd_update_dense(Y[rows], Zb, ib, jb, two, 0.1, 4, G, touched, state, False)
     np.testing.assert_allclose(two, one, rtol=1e-12)
 
 
@@ -264,3 +270,81 @@ def test_pinv_rows_of_rank_deficient_components():
     C = rng.standard_normal((5, 30))
     C[4] = C[0] + C[1]  # rank 4: no left inverse, the SVD's pseudo-inverse instead
     np.testing.assert_allclose(_engine.pinv_rows(C), np.linalg.pinv(C), atol=1e-12)
+
+
+# -- non-negative least-squares codes -----------------------------------------------------------
+
+def nnls_inputs(rng, n_samples, n_features, n_components, dtype, layout):
+    C = rng.random((n_components, n_features)).astype(dtype)
+    Y = (rng.random((n_samples, n_components)) ** 3 @ C).astype(dtype)
+    Y += 0.05 * rng.random(Y.shape).astype(dtype)  # not exactly in the cone: some codes hit 0
+    Y[1] = 0  # an all-zero sample
+    if layout == "csr":
+        Y[rng.random(Y.shape) > 0.5] = 0
+    return as_input(Y, layout), C
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("layout", ["dense", "csr"])
+@pytest.mark.parametrize("start", ["zeros", "threshold"])
+def test_nnls_codes_match_scipy(dtype, layout, start):
+    rng = np.random.default_rng(7)
+    Y, C = nnls_inputs(rng, 30, 25, 6, dtype, layout)
+    B = np.asarray(Y @ C.T, dtype=dtype)
+    G = (C.astype(np.float64) @ C.T.astype(np.float64))
+    Z = np.zeros_like(B) if start == "zeros" else np.maximum(
+        np.asarray(Y @ np.linalg.pinv(C.astype(np.float64)), dtype=dtype), 0)
+    sweeps = K.nnls_codes(B, G, Z, 10_000, 1e-12)
+    expected = naive.nnls_rows(Y, C)
+    tol = 1e-8 if dtype == np.float64 else 2e-3
+    np.testing.assert_allclose(Z, expected, atol=tol * expected.max(), rtol=tol)
+    assert 1 <= sweeps < 10_000
+    assert not Z[1].any()  # the all-zero sample gets the zero code
+    assert (Z >= 0).all() and (expected == 0).any()  # the bound is active somewhere
+
+
+def test_nnls_codes_edge_cases():
+    # no components, a component that is all zeros (G_aa = 0: never moved), max_sweeps = 0
+    B = np.zeros((3, 0))
+    assert K.nnls_codes(B, np.zeros((0, 0)), np.zeros((3, 0)), 10, 1e-9) == 1
+    C = np.array([[1.0, 0.0], [0.0, 0.0]])
+    Y = np.array([[2.0, 1.0], [-1.0, 3.0]])
+    Z = np.zeros((2, 2))
+    K.nnls_codes(Y @ C.T, C @ C.T, Z, 100, 1e-12)
+    np.testing.assert_allclose(Z, [[2.0, 0.0], [0.0, 0.0]])
+    Z = np.full((2, 2), 0.5)
+    assert K.nnls_codes(Y @ C.T, C @ C.T, Z, 0, 1e-12) == 0
+    np.testing.assert_array_equal(Z, 0.5)
+
+
+def hals_problem(rng, k=5, m=30):
+    Z = rng.random((60, k)) ** 2
+    Z[:, 3] = 0  # a component no sample decoded to
+    Y = Z @ rng.random((k, m)) + 0.1 * rng.standard_normal((60, m))  # signed noise: bounds bite
+    return Z.T @ Z, Z.T @ Y
+
+
+def test_hals_sweep_matches_reference():
+    rng = np.random.default_rng(11)
+    S_zz, S_zy = hals_problem(rng)
+    C = rng.random(S_zy.shape)
+    expected = naive.hals_sweep(S_zz, S_zy, C)
+    assert K.hals_rows(S_zz, S_zy, C, 1, 0.0) == 1
+    np.testing.assert_allclose(C, expected, rtol=1e-12, atol=1e-14)
+
+
+def test_hals_converges_to_the_nonnegative_least_squares_solution():
+    from streamnmf.linalg import nonnegative_least_squares
+
+    rng = np.random.default_rng(12)
+    S_zz, S_zy = hals_problem(rng)
+    start = rng.random(S_zy.shape)
+    C, sweeps = nonnegative_least_squares(S_zz, S_zy, start, max_sweeps=100_000, tol=1e-14)
+    free = [0, 1, 2, 4]  # the rows the data determine; row 3 keeps its start
+    expected = naive.nonnegative_least_squares(S_zz[np.ix_(free, free)], S_zy[free])
+    np.testing.assert_allclose(C[free], expected, atol=1e-8)
+    np.testing.assert_array_equal(C[3], start[3])
+    assert (expected == 0).any() and sweeps < 100_000
+    # an all-zero problem leaves the start as it is (clipped at zero)
+    C, _ = nonnegative_least_squares(np.zeros((2, 2)), np.zeros((2, 3)), -np.ones((2, 3)))
+    np.testing.assert_array_equal(C, 0)
