@@ -9,6 +9,7 @@ import numbers
 import os
 import time
 import warnings
+import weakref
 
 import h5py
 import numpy as np
@@ -95,7 +96,9 @@ def spa_init(Y, n_components, rng):
     norms = np.asarray(R.multiply(R).sum(axis=1)).ravel() if sparse else np.einsum(
         "ij,ij->i", R, R)
     projected = np.zeros(n_samples)  # squared norm of every row's part in the picked span
-    basis = np.zeros((0, n_features))
+    # the orthonormal basis grows in place: stacking copied it once per pick (quadratic)
+    basis_rows = np.zeros((n_components, n_features))
+    basis = basis_rows[:0]
     picked = []
     top = norms.max() if n_samples else 0.0
     while len(picked) < n_components:
@@ -110,9 +113,9 @@ def spa_init(Y, n_components, rng):
         length = np.linalg.norm(v)
         if length <= 1e-9 * np.sqrt(norms[j]):
             break
-        u = v / length
-        basis = np.vstack([basis, u])
-        projected += np.square(R @ u)
+        basis_rows[len(picked)] = v / length
+        basis = basis_rows[:len(picked) + 1]
+        projected += np.square(R @ basis[-1])
         picked.append(j)
     C0 = np.empty((n_components, n_features))
     for i, j in enumerate(picked):
@@ -165,8 +168,36 @@ def check_finite_rows(X, where):
     )
 
 
+class _StageEndListener:
+    """Calls ``estimator._on_stage_end`` through a weak reference.
+
+    A bound method would make estimator -> loop -> estimator a reference cycle, and a
+    discarded estimator's arrays would wait for the cycle collector. A pickled listener loses
+    its estimator; the estimator's ``__setstate__`` gives it back.
+    """
+
+    def __init__(self, estimator):
+        self._estimator = weakref.ref(estimator)
+
+    def __call__(self, loop, row):
+        self._estimator()._on_stage_end(loop, row)
+
+    def __getstate__(self):
+        return {}
+
+    def __setstate__(self, state):
+        self._estimator = lambda: None
+
+
 class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Shared machinery of :class:`~streamnmf.AND` and :class:`~streamnmf.Purification`."""
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        loop = self.__dict__.get("_loop")
+        if loop is not None:  # the listener of a pickled loop lost its estimator
+            loop.listeners = [_StageEndListener(self) if isinstance(l, _StageEndListener) else l
+                              for l in loop.listeners]
 
     # -- to be provided by the algorithm -------------------------------------------------------
     def _make_rule(self):
@@ -190,7 +221,11 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         raise NotImplementedError
 
     # -- validation -------------------------------------------------------------------------
-    def _validate_params(self):
+    def _check_params(self):
+        """Check every parameter (a ValueError naming it); returns the loop settings.
+
+        Not ``_validate_params``: that is scikit-learn's own method of ``BaseEstimator``.
+        """
         _check_number("n_components", self.n_components, low=1, integer=True, allow_none=True)
         _check_number("tol", self.tol, low=0, allow_none=True)
         _check_number("n_iter_no_change", self.n_iter_no_change, low=1, integer=True,
@@ -300,7 +335,7 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         return source
 
     def _start(self, leading, n_features, dtype, n_samples=None):
-        settings = self._validate_params()
+        settings = self._check_params()
         stage_length = settings["stage_length"] or n_samples
         self._n_stages_max = settings["n_stages"]
         rng = check_random_state(self.random_state)
@@ -311,7 +346,7 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
             stage_length=stage_length, sgd_eta=settings["sgd_eta"],
             batch_size=settings["batch_size"],
         )
-        self._loop.listeners.append(self._on_stage_end)
+        self._loop.listeners.append(_StageEndListener(self))
         self._stalled = 0
         self._best_change = np.inf
         self._early_stopped = False
@@ -354,7 +389,7 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
             from ._dask import fit_distributed  # dask is an optional extra
 
             return fit_distributed(self, X, resume=resume, overwrite=overwrite)
-        self._validate_params()
+        self._check_params()
         source = self._fit_source(X)
         if source.n_samples == 0:
             raise ValueError("Found array with 0 sample(s) while a minimum of 1 is required.")
@@ -450,7 +485,7 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         if first_call:
             if resume and self.checkpoint is None:
                 raise ValueError("resume=True needs the checkpoint parameter: a file path.")
-            self._validate_params()
+            self._check_params()
             self._check_checkpoint_target(
                 [], self._identity(None, X.shape[1], X.dtype, self._source_order_unknown()),
                 resume, overwrite)
@@ -532,7 +567,8 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
     # -- checkpoints ----------------------------------------------------------------------------
     #: parameters that may differ between the run that wrote a checkpoint and the one resuming
     _RESUME_FREE = ("n_stages", "n_iter", "tol", "n_iter_no_change", "callback", "verbose",
-                    "checkpoint", "checkpoint_every", "init", "client", "blas_threads")
+                    "checkpoint", "checkpoint_every", "init", "client", "blas_threads",
+                    "transform_algorithm")
 
     def _identity(self, n_samples, n_features, dtype, source_order, n_components=None):
         """What a checkpoint of this fit records about its data and parameters (None: not

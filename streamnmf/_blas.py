@@ -135,6 +135,13 @@ class BlasThreads:
             self._limiter = self._controller.limit(limits=threads, user_api="blas")
         self.threads = threads
 
+    def __getstate__(self):
+        # a copy (pickle, deepcopy, a Dask task) starts afresh: the controller holds ctypes
+        return {"setting": self.setting}
+
+    def __setstate__(self, state):
+        self.__init__(state["setting"])
+
     def __exit__(self, *exc):
         if self._limiter is not None:
             self._limiter.restore_original_limits()

@@ -641,7 +641,7 @@ def fit_distributed(estimator, X, resume=False, overwrite=False):
         (a generator of blocks), or invalid data or parameters.
     """
     dask = _import_dask()
-    estimator._validate_params()
+    estimator._check_params()
     client = getattr(estimator, "client", None)
     if estimator._make_rule().per_sample:
         if client is not None or not (type(X).__module__.startswith("dask.")

@@ -352,3 +352,32 @@ def test_divergence_keeps_last_finite_components():
 @parametrize_with_checks([AND(1, n_stages=5, random_state=0)])
 def test_sklearn_compatible(estimator, check):
     check(estimator)
+
+
+@pytest.mark.parametrize("update", ["stagewise", "sgd"])
+def test_a_discarded_estimator_is_freed_without_the_cycle_collector(update):
+    import gc
+    import weakref
+
+    data, _, init = small_problem()
+    est = AND(6, update=update, init=init, n_stages=3).fit(data)
+    est.partial_fit(data[:50])
+    alive = weakref.ref(est)
+    gc.disable()
+    try:
+        del est
+        assert alive() is None  # freed by reference counting alone: no reference cycle
+    finally:
+        gc.enable()
+
+
+def test_an_estimator_copied_mid_stream_goes_on_like_the_original():
+    import copy
+
+    data, _, init = small_problem()
+    est = AND(6, init=init, stage_length=100).partial_fit(data[:150])
+    twin = copy.deepcopy(est)
+    for model in (est, twin):
+        model.partial_fit(data[150:])
+    np.testing.assert_array_equal(twin.components_, est.components_)
+    assert twin.n_stages_ == est.n_stages_ == 3

@@ -461,3 +461,21 @@ def test_generated_data_files_get_the_users_umask_too(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o640
+
+
+def test_cli_resumed_progress_bar_starts_at_the_checkpoints_stage(corpus, tmp_path, capsys):
+    import argparse
+
+    from streamnmf.cli import _progress, _stages_in_checkpoint
+
+    path, _ = corpus
+    checkpoint = str(tmp_path / "fit.ckpt.h5")
+    assert run(["fit", path, "--rank", "6", "--n-stages", "3", "--checkpoint", checkpoint],
+               capsys)[0] == 0
+    args = argparse.Namespace(checkpoint=checkpoint)
+    assert _stages_in_checkpoint(args) == 3
+    bar = _progress(200, True, initial=_stages_in_checkpoint(args))
+    if bar is not None:  # tqdm draws on a terminal only, but the count is kept
+        assert bar.n == 3
+        bar.close()
+    assert _stages_in_checkpoint(argparse.Namespace(checkpoint=str(tmp_path / "none.h5"))) == 0
