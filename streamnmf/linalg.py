@@ -1,8 +1,36 @@
-"""Dense linear algebra of the stage ends: non-negative least squares on a stage's statistics."""
+"""Dense linear algebra of the stage ends: left inverses of the components, non-negative
+least squares on a stage's statistics."""
 
 import numpy as np
 
-__all__ = ["nonnegative_least_squares"]
+__all__ = ["min_inf_inverse", "nonnegative_least_squares"]
+
+
+def min_inf_inverse(components):
+    """The left inverse of the components with the smallest infinity norm (Purification's).
+
+    ``B`` with ``B @ components.T = I`` minimising the largest l1 norm of a row of ``B``; the
+    problem separates into one basis-pursuit linear programme per row (HiGHS), each polished
+    on its support so that ``B @ components.T = I`` holds to round-off.
+
+    Parameters
+    ----------
+    components : array-like of shape (n_components, n_features)
+        Full row rank (``n_components <= n_features``).
+
+    Returns
+    -------
+    B : ndarray of shape (n_components, n_features), float64
+
+    Raises
+    ------
+    streamnmf._purification.InverseError
+        No left inverse exists (dependent or zero components, more components than features,
+        non-finite entries), or a programme failed.
+    """
+    from ._purification import min_inf_inverse_rows
+
+    return np.ascontiguousarray(min_inf_inverse_rows(components).T)
 
 
 def nonnegative_least_squares(S_zz, S_zy, start, max_sweeps=100, tol=1e-10):

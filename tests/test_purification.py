@@ -516,3 +516,16 @@ def test_checkpoint_resume_restores_the_step_counter_and_the_balance(tmp_path, l
     np.testing.assert_allclose(resumed.components_, full.components_, rtol=1e-12, atol=1e-14)
     if lp_solver == "highspy":  # the resumed fit starts cold: the same vertices, bit for bit
         np.testing.assert_array_equal(resumed.components_, full.components_)
+
+
+def test_public_min_inf_inverse_is_an_optimal_left_inverse():
+    from streamnmf.linalg import min_inf_inverse
+
+    rng = np.random.default_rng(3)
+    C = rng.standard_normal((5, 30))
+    B = min_inf_inverse(C)
+    assert B.shape == (5, 30)
+    np.testing.assert_allclose(B @ C.T, np.eye(5), atol=1e-9)
+    _, optimal = naive.min_inf_left_inverse(C.T)  # the optimal l1 norm of every row (dual LPs)
+    np.testing.assert_allclose(np.abs(B).sum(axis=1), optimal, rtol=1e-6)
+    assert np.abs(B).sum(axis=1).max() <= np.abs(np.linalg.pinv(C).T).sum(axis=1).max()
