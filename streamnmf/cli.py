@@ -85,6 +85,9 @@ def build_parser():
                    help="AND (Li & Liang 2017) or Purification (Li, Liang & Risteski 2016)")
     f.add_argument("--update", choices=["stagewise", "gd", "sgd"], default=None,
                    help="AND only: stage update (None: stagewise)")
+    f.add_argument("--components", choices=["auto", "nonnegative", "signed"], default=None,
+                   help="AND only: non-negative or signed components (None: auto, "
+                        "non-negative on non-negative data)")
     f.add_argument("--thresholds", type=_thresholds, default=None,
                    help="AND: adaptive, geometric or a constant (None: adaptive); "
                         "Purification: a constant (None: 0.1)")
@@ -185,9 +188,10 @@ def _make_estimator(args, init, callback):
     if args.algorithm == "purification":
         from . import Purification
 
-        if args.update is not None:
-            raise UsageError("--update applies to --algorithm and only; Purification has one "
-                             "update rule. Leave --update out.")
+        for flag in ("update", "components"):
+            if getattr(args, flag) is not None:
+                raise UsageError(f"--{flag} applies to --algorithm and only. Leave it out "
+                                 "with --algorithm purification.")
         if isinstance(args.thresholds, str):
             raise UsageError(f"--thresholds {args.thresholds} applies to --algorithm and "
                              "only; Purification takes a constant threshold (a number).")
@@ -195,6 +199,7 @@ def _make_estimator(args, init, callback):
         return Purification(args.rank, n_iter=args.n_stages, batch_size=args.stage_length,
                             **alpha, **common)
     return AND(args.rank, update=args.update or "stagewise",
+               components=args.components or "auto",
                thresholds="adaptive" if args.thresholds is None else args.thresholds,
                n_stages=args.n_stages, stage_length=args.stage_length, **common)
 

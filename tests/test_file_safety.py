@@ -377,6 +377,7 @@ def test_cli_warns_when_nothing_will_be_saved(corpus, capsys):
 
 @pytest.mark.parametrize("extra, expected", [
     (["--update", "sgd"], "--update applies to --algorithm and only"),
+    (["--components", "signed"], "--components applies to --algorithm and only"),
     (["--thresholds", "geometric"], "--thresholds geometric applies to --algorithm and only"),
     (["--resume"], "--resume needs --checkpoint"),
     (["--scheduler", "tcp://nowhere:1", "--workers", "2"], "exclude each other"),
@@ -430,7 +431,7 @@ def test_cli_help_shows_every_option_with_its_default(capsys):
     with pytest.raises(SystemExit):
         main(["fit", "--help"])
     text = capsys.readouterr().out
-    for option in ("--rank", "--update", "--thresholds", "--n-stages", "--stage-length",
+    for option in ("--rank", "--update", "--components", "--thresholds", "--n-stages", "--stage-length",
                    "--init", "--checkpoint", "--checkpoint-every", "--resume", "--shuffle",
                    "--out", "--overwrite", "--seed", "--scheduler", "--workers", "--json"):
         assert option in text
