@@ -529,3 +529,21 @@ def test_public_min_inf_inverse_is_an_optimal_left_inverse():
     _, optimal = naive.min_inf_left_inverse(C.T)  # the optimal l1 norm of every row (dual LPs)
     np.testing.assert_allclose(np.abs(B).sum(axis=1), optimal, rtol=1e-6)
     assert np.abs(B).sum(axis=1).max() <= np.abs(np.linalg.pinv(C).T).sum(axis=1).max()
+
+
+def test_nonnegative_purification_projects_its_updates_and_keeps_the_recovery():
+    from streamnmf.datasets import make_init, make_purification_data
+    from streamnmf.metrics import log_total_correlation_error
+
+    data, truth, _ = make_purification_data(40_000, n_components=6, n_features=30,
+                                            weights="a2'", sparsity=2, random_state=0)
+    init = make_init(truth, in_span=0.5, random_state=1)
+    kwargs = dict(init=init, batch_size=10_000, n_iter=12, inverse="pinv")
+    projected = Purification(6, components="auto", **kwargs).fit(data)  # non-negative data
+    signed = Purification(6, **kwargs).fit(data)  # the default: the paper's update
+    assert projected.nonnegative_ and not signed.nonnegative_
+    assert (projected.components_ >= 0).all() and (signed.components_ < 0).any()
+    errors = [log_total_correlation_error(m.components_, truth) for m in (projected, signed)]
+    assert errors[0] < -5 and errors[1] < -5  # both recover; the paper's update a little better
+    with pytest.raises(ValueError, match="components='both' is not supported"):
+        Purification(6, components="both").fit(data)
