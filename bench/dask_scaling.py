@@ -19,7 +19,7 @@ stages on the same data:
   1 or 2 plain processes of a ``multiprocessing`` pool, decoding with the fits' middle stage's
   matrix and threshold: the speedup this machine allows at that moment. On a shared machine with
   ``sched_autogroup_enabled=1`` CPU is shared fairly between sessions, so while other sessions
-  are busy a second process of this session gets little extra CPU, and no code can reach 2x;
+  are busy a second process gets little extra CPU, and no code can reach 2x;
   ``raw-1 / raw-2`` measures that ceiling.
 
 The seconds of a pass are the differences of ``history_["seconds"]`` (map-reduce wall time plus
@@ -193,7 +193,7 @@ def _reduction_depth(n_tasks):
 
 def _autogroup():
     """Whether the kernel shares CPU fairly between sessions (autogroups) rather than
-    processes: then a session's extra worker processes get no extra CPU on a busy machine."""
+    processes: then extra worker processes get no extra CPU on a busy machine."""
     try:
         with open("/proc/sys/kernel/sched_autogroup_enabled") as f:
             return f.read().strip() == "1"

@@ -1,4 +1,4 @@
-"""Bounded memory: peak RSS of ``streamnmf fit`` as the HDF5 file grows tenfold (issue 3).
+"""Bounded memory: peak RSS of ``streamnmf fit`` as the HDF5 file grows tenfold.
 
 Setting: the DIR data set of the AND paper (``streamnmf generate dir``), 1000 features, 100
 true components, stored dense as float32 (uncompressed, contiguous: the source maps its

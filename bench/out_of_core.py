@@ -1,4 +1,4 @@
-"""Out-of-core benchmarks (issue 3): bounded memory, read/compute overlap, sparse corpora.
+"""Out-of-core benchmarks: bounded memory, read/compute overlap, sparse corpora.
 
 The three measurements live in their own scripts; this module holds what they share (thread
 settings, measured subprocesses, peak RSS) and, run as a script, runs all three in turn:

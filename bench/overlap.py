@@ -1,4 +1,4 @@
-"""Overlap of reading and computing in a stagewise pass over an HDF5 file (issue 3).
+"""Overlap of reading and computing in a stagewise pass over an HDF5 file.
 
 Setting: the DIR data set (``streamnmf generate dir``), 2e5 samples x 1000 features, float64,
 dense, uncompressed, chunked by rows (1.6 GB; ``--quick``: 2e4 samples, 0.16 GB), read once

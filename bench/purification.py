@@ -1,4 +1,4 @@
-"""Purification benchmark (issue 6): sample size, step decay on a stream, AND, noise.
+"""Purification benchmark: sample size, step decay on a stream, AND, noise.
 
 Setting of all parts: the Purification paper's simplified case (A2') -- ``m = 120`` features,
 ``n = 30`` components, ``x_i = 1`` with probability ``s / n``, ``s = 3`` -- with the

@@ -44,8 +44,8 @@ settings where it stalls (rl = 3, k = 40, 80), on DIR rl = 1 and on the noise da
 ``--parts init`` (``robustness-init.json``) starts from the data instead of the truth: the
 estimator's default ``init="spa"`` (successive projections over the leading rows, exactly as
 ``AND.fit`` computes it) on DIR (data seeds 0, 1, 2) and CTM-ref, with the default adaptive
-schedule, the same without its careful start (``Adaptive(slow_range=1)``, the default before
-the third session) and the geometric one, up to 300 stages. The recovery guarantee assumes a warm start; this measures how far a data-driven
+schedule, the same without its careful start (``Adaptive(slow_range=1)``, the earlier
+default) and the geometric one, up to 300 stages. The recovery guarantee assumes a warm start; this measures how far a data-driven
 one is from it.
 ``--rl/--rn/--k VALUES --suffix NAME`` runs other values (e.g. ``--parts b1 --rl '' --rn
 0.1,0.2,0.5 --suffix large-rn``: out-of-span noise as large as the paper describes, see below).

@@ -1,4 +1,4 @@
-"""Sparse corpora: a stagewise pass over a CSR HDF5 corpus costs time in nnz (issue 3).
+"""Sparse corpora: a stagewise pass over a CSR HDF5 corpus costs time in nnz.
 
 Data: no bag-of-words corpus installs offline here (scikit-learn's 20 Newsgroups downloads at
 run time), so the corpora are synthetic and shaped like 20 Newsgroups (11,314 documents,

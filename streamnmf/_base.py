@@ -839,7 +839,7 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         Returns
         -------
         estimator
-            Fitted: ``transform`` works as in the session that saved it.
+            Fitted: ``transform`` works as in the process that saved it.
         """
         attrs, arrays = _io.read_verified(path, _io.MODEL_FORMAT)
         if cls is not StreamingNMFBase and attrs["estimator"] != cls.__name__:
