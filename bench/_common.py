@@ -192,6 +192,12 @@ def save_json(obj, path):
     return path
 
 
+def results_folder(quick):
+    """Where a benchmark writes by default: ``bench/results`` for a full run (one canonical
+    file per benchmark), an ignored ``bench/results/tmp`` for ``--quick``."""
+    return RESULTS / "tmp" if quick else RESULTS
+
+
 def write_results(result, out, name, quick, plot):
     """Save ``result`` as ``<out>/<name>[-quick].json``, draw ``plot(result, png_path)`` next
     to it and print where both went (with ``result["total_seconds"]``)."""

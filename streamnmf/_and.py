@@ -5,6 +5,7 @@ import scipy.linalg
 
 from ._base import StreamingNMFBase, _check_number
 from ._engine import Rule
+from .drift import DriftDetector
 from .linalg import nonnegative_least_squares
 
 UPDATES = ("stagewise", "gd", "sgd")
@@ -17,6 +18,7 @@ NNLS_SWEEPS = 5
 #: what ``components`` and ``transform_algorithm`` take
 COMPONENTS = ("auto", "nonnegative", "signed")
 TRANSFORM_ALGORITHMS = ("auto", "nnls", "threshold")
+DRIFT_MODES = ("reseed", "detect")
 
 
 class StagewiseRule(Rule):
@@ -193,6 +195,16 @@ class AND(StreamingNMFBase):
         overlap with the components gets a code, and ``inverse_transform`` of it is the best
         non-negative reconstruction. ``"auto"``: ``"nnls"`` for non-negative components,
         ``"threshold"`` for signed ones.
+    drift : {"reseed", "detect"}, DriftDetector or None, default="reseed"
+        Streams that change, in :meth:`partial_fit` (``fit`` reads a fixed data set).
+        Every stage's prequential error (``history_["objective_before"]``: its samples'
+        residual under the components it started from) is watched; a jump flags a change
+        (``history_["drift"]``, the callback's ``row["drift"]``). ``"reseed"``: the stage's
+        update is undone, the components the new rows no longer confirm are re-seeded from
+        them, the others kept, and the threshold schedule restarts (see
+        :mod:`streamnmf.drift`). ``"detect"``: flag only (:meth:`reseed` acts on request).
+        A :class:`~streamnmf.drift.DriftDetector`: ``"reseed"`` with its settings. None:
+        neither.
     blas_threads : "auto", int or None, default="auto"
         BLAS threads of the fit's products. ``"auto"``: as many as the cores that other
         processes leave free, re-decided every half second (all of them on an idle machine;
@@ -222,7 +234,9 @@ class AND(StreamingNMFBase):
         waiting for the source's blocks; not callbacks or checkpoint writes), ``alpha``,
         ``n_samples``, ``objective`` (mean squared reconstruction error of the stage's codes;
         needs no ground truth), ``change`` (relative change of the components) and
-        ``density`` of the codes.
+        ``density`` of the codes, ``objective_before`` (the same for the components the stage
+        started from: the error on samples not yet learned from, in ``partial_fit``) and
+        ``drift`` (1.0 where ``partial_fit`` detected a change of the stream).
 
     Notes
     -----
@@ -237,7 +251,7 @@ class AND(StreamingNMFBase):
                  batch_size=1, init="spa", tol=None, n_iter_no_change=10,
                  random_state=None, callback=None, verbose=0, checkpoint=None,
                  checkpoint_every=60.0, client=None, transform_algorithm="auto",
-                 blas_threads="auto"):
+                 drift="reseed", blas_threads="auto"):
         self.n_components = n_components
         self.components = components
         self.update = update
@@ -257,6 +271,7 @@ class AND(StreamingNMFBase):
         self.checkpoint_every = checkpoint_every
         self.client = client
         self.transform_algorithm = transform_algorithm
+        self.drift = drift
         self.blas_threads = blas_threads
 
     def _validate_algorithm_params(self):
@@ -273,6 +288,13 @@ class AND(StreamingNMFBase):
                 f"{COMPONENTS}: 'nonnegative' keeps every entry >= 0 (NMF), 'signed' allows "
                 "signed components (the AND paper's model), 'auto' picks 'nonnegative' when the "
                 "data the start reads are non-negative."
+            )
+        if not (self.drift is None or isinstance(self.drift, DriftDetector)
+                or (isinstance(self.drift, str) and self.drift in DRIFT_MODES)):
+            raise ValueError(
+                f"drift={self.drift!r} is not supported; expected 'reseed' (detect a change "
+                "of the stream and re-seed the components it made obsolete), 'detect' (flag "
+                "it in history_ only), a streamnmf.drift.DriftDetector, or None."
             )
         _check_number("n_stages", self.n_stages, low=1, integer=True)
         _check_number("batch_size", self.batch_size, low=1, integer=True)

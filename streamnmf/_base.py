@@ -4,6 +4,7 @@ An estimator only says which :class:`~streamnmf._engine.Rule` it runs (``_make_r
 which stage length its full-batch fit uses; the stage loop does the work.
 """
 
+import copy
 import json
 import numbers
 import os
@@ -20,6 +21,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from . import __version__, _engine, _io
 from . import _kernels as K
 from ._blas import BlasThreads, check_blas_threads
+from .drift import DriftDetector, reseed_components
 from .schedules import make_schedule
 from .sources import as_source, check_block, leading_rows
 
@@ -348,6 +350,9 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         )
         self._loop.listeners.append(_StageEndListener(self))
         self._stalled = 0
+        # re-seeded after a change, the threshold schedule still lowering carefully:
+        # partial_fit runs catch-up stages on its blocks
+        self._recovering = False
         self._best_change = np.inf
         self._early_stopped = False
         self._in_fit = False
@@ -490,6 +495,7 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
                 [], self._identity(None, X.shape[1], X.dtype, self._source_order_unknown()),
                 resume, overwrite)
             self._start(X, X.shape[1], X.dtype)
+            self._watch_drift()
             if resume:
                 self._resume()
         elif X.dtype != self._loop.dtype:
@@ -499,14 +505,97 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
             self._blas = BlasThreads(self.blas_threads)  # kept: it measures between calls
         try:
             with self._blas:
-                self._loop.consume(X)
-                if self._loop.stage_length is None:
-                    self._loop.end_stage()
-                else:
-                    self._periodic_checkpoint()
+                self._consume_call(X)
         finally:
             self._finish()
         return self
+
+    def _watch_drift(self):
+        """Attach the ``drift`` parameter's detector to a streaming fit's stage loop."""
+        drift = getattr(self, "drift", None)
+        if drift is None:
+            return
+        loop = self._loop
+        loop.detector = copy.deepcopy(drift) if isinstance(drift, DriftDetector) \
+            else DriftDetector()
+        loop.revert_on_drift = drift != "detect"
+
+    def _consume_call(self, X):
+        """One ``partial_fit`` call: its stages, a re-seed on a detected change, the
+        catch-up stages of a recovery, and one checkpoint when the call's stages are done
+        (a resumed fit then continues with the next call exactly)."""
+        loop = self._loop
+        self._checkpoint_deferred = False
+        self._defer_checkpoints = True
+        try:
+            loop.consume(X)
+            if loop.stage_length is None:
+                loop.end_stage()
+            reseeded = loop.drift_pending
+            if reseeded:
+                self._reseed_from(X)
+            if self._recovering and loop.stage_length is None:
+                # the careful start of the restarted schedule: more stages on this block
+                # rather than waiting for fresh blocks (docs/design.md, "Drift")
+                for _ in range(loop.detector.catch_up if loop.detector is not None else 0):
+                    if not (loop.schedule.lowering or reseeded):
+                        break
+                    reseeded = False
+                    loop.replay(X)
+                    loop.end_stage()
+            if self._recovering and not loop.schedule.lowering:
+                self._recovering = False
+        finally:
+            self._defer_checkpoints = False
+        if self.checkpoint is not None:
+            if self._checkpoint_deferred:
+                self._write_checkpoint((0, loop.samples_seen))
+            else:
+                self._periodic_checkpoint()
+
+    def _reseed_from(self, X):
+        """Keep the components the rows of X confirm, replace the others by pure rows of X,
+        and restart the threshold schedule (see :mod:`streamnmf.drift`)."""
+        loop = self._loop
+        keep_cosine = loop.detector.keep_cosine if loop.detector is not None else \
+            DriftDetector().keep_cosine
+        picks = spa_init(X, loop.C.shape[0], check_random_state(self.random_state))
+        C, kept = reseed_components(loop.C, picks, keep_cosine)
+        if loop.rule.nonnegative:
+            np.maximum(C, 0.0, out=C)
+        # a replaced component starts as a data-driven start does; if all were kept, the
+        # threshold rises to the decoding error the change caused
+        loop.schedule.restart(loop.stage, None if not kept.all() else loop.decoding_error)
+        loop.restart_stage(C)
+        if loop.detector is not None:
+            loop.detector.reset()
+        self._recovering = True
+        return kept
+
+    def reseed(self, X):
+        """Re-seed, from the rows of X, the components that no longer explain them.
+
+        What ``partial_fit`` does by itself on a detected change (``drift="reseed"``); with
+        ``drift="detect"`` call it where ``history_["drift"]`` flags one. The purest rows of
+        X (successive projections) are matched to the components; a component whose match
+        has cosine at least the detector's ``keep_cosine`` is kept, the others are replaced
+        by their rows, and the threshold schedule restarts.
+
+        Parameters
+        ----------
+        X : {ndarray, sparse matrix} of shape (n_samples, n_features)
+            Rows of the stream as it is now.
+
+        Returns
+        -------
+        kept : ndarray of shape (n_components,), bool
+            Which components were kept.
+        """
+        check_is_fitted(self, "_loop")
+        X = self._validated(X, reset=False).astype(self._loop.dtype, copy=False)
+        kept = self._reseed_from(X)
+        self._finish()
+        return kept
 
     def _on_stage_end(self, loop, row):
         # Early stop: the relative change of the working matrix fell below tol, or stopped
@@ -538,7 +627,9 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
                 f"density={row['density']:.3f}  {row['seconds']:.2f}s",
                 flush=True,
             )
-        if self.checkpoint is not None:
+        if self.checkpoint is not None and getattr(self, "_defer_checkpoints", False):
+            self._checkpoint_deferred = True
+        elif self.checkpoint is not None:
             if self._in_fit:
                 seen_in_block = loop.samples_seen - self._block_seen0
                 epoch, offset = self._position
@@ -718,7 +809,7 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
             source_shuffle_seed=self._source_order["shuffle_seed"],
             epoch=position[0], offset=position[1], stalled=self._stalled,
             best_change=self._best_change, early_stopped=self._early_stopped,
-            nonnegative=bool(self.nonnegative_),
+            nonnegative=bool(self.nonnegative_), recovering=bool(self._recovering),
         )
         attrs.update({f"loop_{k}": v for k, v in scalars.items()})
 
@@ -770,6 +861,7 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         self._early_stopped = loop.stopped = bool(attrs["early_stopped"])
         self._position = (int(attrs["epoch"]), int(attrs["offset"]))
         self._stalled = int(attrs["stalled"])
+        self._recovering = bool(attrs.get("recovering", False))
         self._best_change = float(attrs["best_change"])
         self._last_checkpoint = (time.monotonic(), loop.samples_seen)
 

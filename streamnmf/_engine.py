@@ -201,13 +201,14 @@ class StageStats:
         self.nnz += z_indices.size
         if n:
             self.code_max += K.row_max_sum(Z, z_indptr, z_indices)
+        sparse = sp.issparse(Y)
+        # the data's squared norm: the scale of the prequential error that detects drift
+        self.sum_yy += float(np.dot(Y.data, Y.data)) if sparse else float(np.vdot(Y, Y))
         if not with_products:
             # a per-sample rule: its objective is the residuals the update kernel sums, so
-            # the data's own sums (sum_yy, sum_y: for squared_error and Purification's
-            # full-batch update) would only cost a pass over the block
+            # sum_y and the products would only cost passes over the block
             return
-        if sp.issparse(Y):
-            self.sum_yy += float(np.dot(Y.data, Y.data))
+        if sparse:
             if self.sum_y is not None:
                 self.sum_y += np.asarray(Y.sum(axis=0)).ravel()
             K.accumulate_stats_csr(
@@ -215,7 +216,6 @@ class StageStats:
                 self.S_zy, self.S_zz, self.sum_z,
             )
             return
-        self.sum_yy += float(np.vdot(Y, Y))
         if self.sum_y is not None:
             self.sum_y += Y.sum(axis=0)
         if z_indices.size > DENSE_CODES * Z.size:
@@ -339,6 +339,14 @@ class StageLoop:
         self.seconds = 0.0
         self.history = {k: [] for k in HISTORY_FIELDS}
         self.listeners = []
+        # a DriftDetector (streamnmf.drift) or None; with ``revert_on_drift`` a stage flagged
+        # as a change is undone (its update learned from codes of obsolete components) and
+        # ``drift_pending`` tells the caller to re-seed
+        self.detector = None
+        self.revert_on_drift = False
+        self.drift_pending = False
+        self._replaying = False  # the current stage reads rows already consumed
+        self.decoding_error = np.nan  # of the last stage: most negative decoded value
         self.stopped = False  # set by a listener (early stop); consume() then returns at once
         self._begin_stage()
 
@@ -378,12 +386,25 @@ class StageLoop:
                              self.rule.nonnegative)
                 self._batch[0] = 0.0
             objective = self._batch[1] / stats.count
+            # every residual was taken before its sample's update: already prequential
+            objective_before = objective
         else:
             with single_threaded_blas():
                 C_new = self.rule.end_stage(self.C, stats)
                 finite = np.all(np.isfinite(C_new))
                 objective = stats.squared_error(C_new) if finite else np.nan
+                # the stage's samples under the components it started from: how well the
+                # model explained them before learning from them (the drift signal)
+                objective_before = stats.squared_error(self.C_start)
             self.C = np.ascontiguousarray(C_new, dtype=self.dtype)
+        drift = False
+        self.decoding_error = max(0.0, -stats.v_min)
+        replayed, self._replaying = self._replaying, False
+        if self.detector is not None and stats.sum_yy > 0 and not replayed:
+            drift = self.detector.observe(objective_before * stats.count / stats.sum_yy)
+            if drift and self.revert_on_drift:
+                self.C = self.C_start.copy()
+                self.drift_pending = True
         if not np.all(np.isfinite(self.C)):
             # Divergence (a step size too large, overflow in float32): keep the last good
             # matrix, the start of this stage, and stop.
@@ -410,6 +431,8 @@ class StageLoop:
             objective=float(objective),
             change=change,
             density=stats.nnz / (stats.count * self.C.shape[0]),
+            objective_before=float(objective_before),
+            drift=float(drift),
         )
         for key in HISTORY_FIELDS:
             self.history[key].append(row[key])
@@ -420,6 +443,16 @@ class StageLoop:
         for listener in self.listeners:
             listener(self, row)
         return row
+
+    def restart_stage(self, C):
+        """Begin the current stage afresh from the matrix ``C`` (a re-seed).
+
+        The stage's statistics so far are dropped (they were decoded with the replaced
+        matrix); the samples stay counted in ``samples_seen``.
+        """
+        self.C = np.array(C, dtype=self.dtype, order="C")
+        self.drift_pending = False
+        self._begin_stage()
 
     # -- checkpoint state -------------------------------------------------------------------
     def get_state(self):
@@ -442,6 +475,9 @@ class StageLoop:
             "stats/S_zy": stats.S_zy, "stats/S_zz": stats.S_zz, "stats/sum_z": stats.sum_z,
             "schedule_state": self.schedule.state(), "rule_state": self.rule.state(),
         }
+        if self.detector is not None:
+            arrays["drift_state"] = self.detector.state()
+            scalars["drift_pending"] = int(self.drift_pending)
         if stats.sum_y is not None:
             arrays["stats/sum_y"] = stats.sum_y
         if self.rule.per_sample:
@@ -482,8 +518,13 @@ class StageLoop:
             self._G[...] = arrays["sgd/G"]
             self._touched[...] = arrays["sgd/touched"]
             self._batch[...] = arrays["sgd/batch"]
+        if self.detector is not None and "drift_state" in arrays:
+            self.detector.set_state(arrays["drift_state"])
+            self.drift_pending = bool(scalars.get("drift_pending", 0))
+        n_rows = len(arrays["history/stage"])
         for key in HISTORY_FIELDS:
-            values = arrays[f"history/{key}"]
+            # fields newer than the checkpoint's writer: unknown for its stages
+            values = arrays.get(f"history/{key}", np.full(n_rows, np.nan))
             cast = int if key in ("stage", "n_samples") else float
             self.history[key] = [cast(v) for v in values]
 
@@ -517,6 +558,15 @@ class StageLoop:
             if self.stage_length is not None and self.stats.count >= self.stage_length:
                 self.end_stage()
 
+    def replay(self, Y):
+        """Feed a block the loop has already consumed (extra stages on the same rows): not
+        counted in ``samples_seen``, and not fresh, so the drift detector ignores its stage.
+        """
+        self._replaying = True
+        t0 = time.perf_counter()
+        self._process(Y)
+        self.seconds += time.perf_counter() - t0
+
     def _process(self, Y):
         Z, z_indptr, z_indices, v_min = decode(Y, self.D, self.alpha, self.rule.kind)
         per_sample = self.rule.per_sample
@@ -544,4 +594,5 @@ class StageLoop:
             )
 
 
-HISTORY_FIELDS = ("stage", "seconds", "alpha", "n_samples", "objective", "change", "density")
+HISTORY_FIELDS = ("stage", "seconds", "alpha", "n_samples", "objective", "change", "density",
+                  "objective_before", "drift")

@@ -62,12 +62,31 @@ class ThresholdSchedule:
             Mean squared residual ``||y - C^T z||^2`` of the stage's samples (NaN if unknown).
         """
 
+    #: stage the schedule (re)started at: stage-indexed schedules count from it
+    origin = 0
+
+    def restart(self, stage, alpha=None):
+        """Begin again at ``stage``: the stream changed, the fit starts from new components.
+
+        Parameters
+        ----------
+        stage : int
+            The stage that runs next.
+        alpha : float or None
+            None: from the schedule's first threshold. A float: a rise to at least ``alpha``
+            (never above the first threshold), for a fit whose components all stayed valid.
+            Schedules indexed by the stage ignore it.
+        """
+        self.origin = int(stage)
+
     def state(self):
         """Floats that, with the constructor arguments, restore the schedule exactly."""
-        return np.zeros(0)
+        return np.array([float(self.origin)])
 
     def set_state(self, values):
         """Restore what ``state()`` returned."""
+        values = np.asarray(values).ravel()
+        self.origin = int(values[0]) if values.size else 0
 
 
 class Geometric(ThresholdSchedule):
@@ -89,7 +108,7 @@ class Geometric(ThresholdSchedule):
         self.decay = float(decay)
 
     def alpha(self, stage):
-        return self.alpha0 / self.decay**stage
+        return self.alpha0 / self.decay ** (stage - self.origin)
 
     def __repr__(self):
         return f"Geometric(alpha0={self.alpha0!r}, decay={self.decay!r})"
@@ -130,7 +149,7 @@ class Explicit(ThresholdSchedule):
         self.alphas = alphas
 
     def alpha(self, stage):
-        return float(self.alphas[min(stage, self.alphas.size - 1)])
+        return float(self.alphas[min(stage - self.origin, self.alphas.size - 1)])
 
     def __repr__(self):
         return f"Explicit({self.alphas.tolist()!r})"
@@ -273,13 +292,20 @@ class Adaptive(ThresholdSchedule):
         self.lowering = careful and new < alpha
         self._next = new
 
+    def restart(self, stage, alpha=None):
+        # a new stream: what the probes learned about the old one's noise floor is void
+        self._probe = np.array([-1.0, np.nan, np.nan, np.inf])
+        self._next = self.alpha0 if alpha is None else min(self.alpha0, max(alpha, self._next))
+        self.lowering = False
+
     def state(self):
-        return np.concatenate([[self._next], self._probe])
+        return np.concatenate([[self._next], self._probe, [float(self.lowering)]])
 
     def set_state(self, values):
         self._next = float(values[0])
         if len(values) > 1:
-            self._probe = np.array(values[1:], dtype=float)
+            self._probe = np.array(values[1:5], dtype=float)
+        self.lowering = bool(values[5]) if len(values) > 5 else False
 
     def __repr__(self):
         return (
