@@ -564,8 +564,8 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         if loop.rule.nonnegative:
             np.maximum(C, 0.0, out=C)
         # a replaced component starts as a data-driven start does; if all were kept, the
-        # threshold rises to the decoding error the change caused
-        loop.schedule.restart(loop.stage, None if not kept.all() else loop.decoding_error)
+        # threshold stays and may rise from there (Adaptive)
+        loop.schedule.restart(loop.stage, None if not kept.all() else loop.alpha)
         loop.restart_stage(C)
         if loop.detector is not None:
             loop.detector.reset()

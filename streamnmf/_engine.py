@@ -346,7 +346,6 @@ class StageLoop:
         self.revert_on_drift = False
         self.drift_pending = False
         self._replaying = False  # the current stage reads rows already consumed
-        self.decoding_error = np.nan  # of the last stage: most negative decoded value
         self.stopped = False  # set by a listener (early stop); consume() then returns at once
         self._begin_stage()
 
@@ -398,7 +397,6 @@ class StageLoop:
                 objective_before = stats.squared_error(self.C_start)
             self.C = np.ascontiguousarray(C_new, dtype=self.dtype)
         drift = False
-        self.decoding_error = max(0.0, -stats.v_min)
         replayed, self._replaying = self._replaying, False
         if self.detector is not None and stats.sum_yy > 0 and not replayed:
             drift = self.detector.observe(objective_before * stats.count / stats.sum_yy)

@@ -155,6 +155,12 @@ class Explicit(ThresholdSchedule):
         return f"Explicit({self.alphas.tolist()!r})"
 
 
+#: ``Adaptive`` rises when the matrix moved by more than this many thresholds in a stage
+RISE_MARGIN = 2.0
+#: states of ``Adaptive``'s rise: never restarted, restarted (waits for the careful descent)
+OFF, ARMED, ON = 0.0, 1.0, 2.0
+
+
 class Adaptive(ThresholdSchedule):
     """Threshold that follows the measured decoding error (the default).
 
@@ -228,7 +234,7 @@ class Adaptive(ThresholdSchedule):
     """
 
     def __init__(self, alpha0=0.1, kappa=1.0, max_decay=10.0, floor=10 * np.finfo(float).eps,
-                 probe=1.1, slow_range=100.0, slow_decay=1.1):
+                 probe=1.1, slow_range=100.0, slow_decay=1.1, max_rise=10.0):
         if not alpha0 > 0:
             raise ValueError(f"Adaptive: alpha0 must be > 0, got {alpha0!r}.")
         if not kappa > 0:
@@ -239,6 +245,8 @@ class Adaptive(ThresholdSchedule):
             raise ValueError(f"Adaptive: probe must be > 1 or None, got {probe!r}.")
         if not slow_range >= 1:
             raise ValueError(f"Adaptive: slow_range must be >= 1, got {slow_range!r}.")
+        if max_rise is not None and not max_rise > 1:
+            raise ValueError(f"Adaptive: max_rise must be > 1 or None, got {max_rise!r}.")
         if not slow_decay >= 1:
             raise ValueError(f"Adaptive: slow_decay must be >= 1, got {slow_decay!r}.")
         self.alpha0 = float(alpha0)
@@ -248,6 +256,8 @@ class Adaptive(ThresholdSchedule):
         self.probe = None if probe is None else float(probe)
         self.slow_range = float(slow_range)
         self.slow_decay = float(slow_decay)
+        self.max_rise = None if max_rise is None else float(max_rise)
+        self._rising = OFF  # restart() arms it: the stream has changed
         self._next = self.alpha0
         # probe bookkeeping: [stage that chose the probe, alpha and objective of that stage,
         # lowest alpha where a probe failed (a noise floor; no probing at or above it)]
@@ -287,6 +297,15 @@ class Adaptive(ThresholdSchedule):
             self._probe[:3] = stage, alpha, objective
             new = alpha / self.probe
         careful = alpha > self.alpha0 / self.slow_range  # careful start (class docstring)
+        if self._rising == ARMED and not careful:
+            self._rising = ON  # the careful descent after a restart is over
+        moving = self.kappa * max(decoding_error, change * code_scale)
+        if self._rising == ON and moving > RISE_MARGIN * alpha:
+            # after a change of the stream: the matrix moved by more than the threshold, so
+            # no fixed point is near and the truth is still moving (a gradual drift); the
+            # threshold follows the error up (then down again as carefully as at a start)
+            new = min(self.alpha0, moving, alpha * self.max_rise)
+            self._probe[:] = -1.0, np.nan, np.nan, np.inf  # a new regime: probe afresh
         if careful:
             new = max(new, alpha / self.slow_decay)
         self.lowering = careful and new < alpha
@@ -297,21 +316,26 @@ class Adaptive(ThresholdSchedule):
         self._probe = np.array([-1.0, np.nan, np.nan, np.inf])
         self._next = self.alpha0 if alpha is None else min(self.alpha0, max(alpha, self._next))
         self.lowering = False
+        # from alpha0 the careful descent runs first; a rise has no descent to wait for
+        self._rising = OFF if self.max_rise is None else ARMED if alpha is None else ON
 
     def state(self):
-        return np.concatenate([[self._next], self._probe, [float(self.lowering)]])
+        return np.concatenate([[self._next], self._probe,
+                               [float(self.lowering), self._rising]])
 
     def set_state(self, values):
         self._next = float(values[0])
         if len(values) > 1:
             self._probe = np.array(values[1:5], dtype=float)
         self.lowering = bool(values[5]) if len(values) > 5 else False
+        self._rising = float(values[6]) if len(values) > 6 else OFF
 
     def __repr__(self):
         return (
             f"Adaptive(alpha0={self.alpha0!r}, kappa={self.kappa!r}, "
             f"max_decay={self.max_decay!r}, floor={self.floor!r}, probe={self.probe!r}, "
-            f"slow_range={self.slow_range!r}, slow_decay={self.slow_decay!r})"
+            f"slow_range={self.slow_range!r}, slow_decay={self.slow_decay!r}, "
+            f"max_rise={self.max_rise!r})"
         )
 
 
