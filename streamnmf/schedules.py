@@ -231,6 +231,11 @@ class Adaptive(ThresholdSchedule):
         The careful start lasts while ``alpha > alpha0 / slow_range``; 1 turns it off.
     slow_decay : float, default=1.1
         Largest fall of the threshold in one stage during the careful start.
+    max_rise : float or None, default=10.0
+        Largest rise in one stage after a :meth:`restart` (a change of the stream): once the
+        careful descent is over, the threshold follows the error estimate up when it exceeds
+        twice the threshold (a gradual drift; see docs/design.md, "Drift"). Never before a
+        restart, so ``fit`` is monotone. None: never.
     """
 
     def __init__(self, alpha0=0.1, kappa=1.0, max_decay=10.0, floor=10 * np.finfo(float).eps,

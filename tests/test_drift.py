@@ -187,3 +187,25 @@ def test_resume_across_a_change_is_bit_exact(tmp_path):
     np.testing.assert_array_equal(second.components_, whole.components_)
     for key in ("alpha", "objective", "drift"):
         np.testing.assert_array_equal(second.history_[key], whole.history_[key])
+
+
+def test_adaptive_rises_only_after_a_restart_and_its_careful_descent():
+    def observe(schedule, stage, error):
+        schedule.observe(stage, schedule.alpha(stage), change=error, code_scale=1.0,
+                         decoding_error=error, objective=1.0)
+
+    fresh = Adaptive()
+    fresh.set_state(np.array([1e-6, -1.0, np.nan, np.nan, np.inf]))
+    observe(fresh, 0, 1e-3)
+    assert fresh.alpha(1) == 1e-6  # never restarted: monotone, as in fit
+    kept = Adaptive()
+    kept.set_state(np.array([1e-6, -1.0, np.nan, np.nan, np.inf]))
+    kept.restart(0, alpha=1e-6)  # all components kept: may rise at once
+    observe(kept, 0, 1e-3)
+    assert kept.alpha(1) == pytest.approx(1e-5)  # at most max_rise (10x) a stage
+    replaced = Adaptive()
+    replaced.restart(0)  # from alpha0: the careful descent comes first
+    observe(replaced, 0, 1.0)
+    assert replaced.alpha(1) <= replaced.alpha0
+    with pytest.raises(ValueError, match="max_rise must be > 1 or None"):
+        Adaptive(max_rise=1.0)
