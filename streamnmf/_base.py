@@ -557,18 +557,16 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         """Keep the components the rows of X confirm, replace the others by pure rows of X,
         and restart the threshold schedule (see :mod:`streamnmf.drift`)."""
         loop = self._loop
-        keep_cosine = loop.detector.keep_cosine if loop.detector is not None else \
-            DriftDetector().keep_cosine
+        detector = loop.detector or DriftDetector()  # reseed() with drift=None: its defaults
         picks = spa_init(X, loop.C.shape[0], check_random_state(self.random_state))
-        C, kept = reseed_components(loop.C, picks, keep_cosine)
+        C, kept = reseed_components(loop.C, picks, detector.keep_cosine)
         if loop.rule.nonnegative:
             np.maximum(C, 0.0, out=C)
         # a replaced component starts as a data-driven start does; if all were kept, the
         # threshold stays and may rise from there (Adaptive)
         loop.schedule.restart(loop.stage, None if not kept.all() else loop.alpha)
         loop.restart_stage(C)
-        if loop.detector is not None:
-            loop.detector.reset()
+        detector.reset()
         self._recovering = True
         return kept
 
