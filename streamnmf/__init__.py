@@ -3,7 +3,7 @@
 Estimators: :class:`AND` (Li & Liang, ICML 2017) and :class:`Purification` (Li, Liang &
 Risteski, NeurIPS 2016). Modules: ``metrics`` (the papers' recovery
 error), ``datasets`` (the papers' semi-synthetic data), ``schedules`` (stage thresholds),
-``sources`` (row-block streams).
+``io`` (row-block sources, HDF5 files).
 """
 
 __version__ = "0.1.0"
@@ -11,8 +11,9 @@ __version__ = "0.1.0"
 from ._and import AND  # noqa: E402
 from ._base import StreamingNMFBase  # noqa: E402
 from ._purification import Purification  # noqa: E402
-from . import datasets, metrics, schedules, sources  # noqa: E402
-from .hdf5 import HDF5Source  # noqa: E402
+from . import datasets, io, metrics, schedules  # noqa: E402
+from .io import HDF5Source  # noqa: E402
+from .io.records import CheckpointError  # noqa: E402
 
 #: estimator classes by name, for model files
 ESTIMATORS = {"AND": AND, "Purification": Purification}
@@ -45,5 +46,5 @@ def load(path):
     return StreamingNMFBase.load(path)
 
 
-__all__ = ["AND", "Purification", "HDF5Source", "load", "local_cluster", "datasets", "metrics",
-           "schedules", "sources", "__version__"]
+__all__ = ["AND", "Purification", "HDF5Source", "CheckpointError", "load", "local_cluster", "datasets",
+           "io", "metrics", "schedules", "__version__"]

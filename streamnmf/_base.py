@@ -18,12 +18,14 @@ import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from . import __version__, _engine, _io
+from . import __version__, _engine
 from . import _kernels as K
 from ._blas import BlasThreads, check_blas_threads
+from ._start import check_random_state, spa_init
 from .drift import DriftDetector, reseed_components
 from .schedules import make_schedule
-from .sources import as_source, check_block, leading_rows
+from .io import as_source, atomic, input_files, records
+from .io.sources import check_block, leading_rows
 
 INIT_OPTIONS = ("spa", "random")
 #: early stop on a plateau of the objective: a fall of less than this (relative) over
@@ -36,19 +38,6 @@ RESIDUAL_FLOOR = 1e-6
 #: coordinate-descent sweeps and relative tolerance of the NNLS codes of ``transform``
 NNLS_CODE_SWEEPS = 200
 NNLS_CODE_TOL = 1e-8
-
-
-def check_random_state(random_state):
-    """A ``np.random.Generator`` from None, an int, or a Generator."""
-    if isinstance(random_state, np.random.Generator):
-        return random_state
-    if random_state is None or isinstance(random_state, numbers.Integral):
-        return np.random.default_rng(random_state)
-    if isinstance(random_state, np.random.RandomState):
-        return np.random.default_rng(random_state.randint(2**31))
-    raise ValueError(
-        f"random_state must be None, an int or a numpy Generator, got {random_state!r}."
-    )
 
 
 def _check_number(name, value, low=None, high=None, integer=False, allow_none=False,
@@ -65,89 +54,6 @@ def _check_number(name, value, low=None, high=None, integer=False, allow_none=Fa
         raise ValueError(f"{name} must be {'>' if low_open else '>='} {low}, got {value!r}.")
     if high is not None and value > high:
         raise ValueError(f"{name} must be <= {high}, got {value!r}.")
-
-
-def spa_init(Y, n_components, rng):
-    """Start rows from "pure" samples by the successive projection algorithm (SPA).
-
-    The AND paper suggests initialising with data points that contain one major feature. SPA
-    picks them greedily: the sample with the largest norm (after scaling every sample to unit
-    l1 norm), then the one with the largest norm after projecting out the picked ones, and so
-    on; under separability these are the purest samples. The projections are kept implicit
-    (an orthonormal basis of the picked rows and the squared projections of every row on it),
-    so a CSR block stays sparse: the cost is O(n_components * nnz + n_components^2 *
-    n_features). Rows SPA cannot fill (fewer samples or a smaller rank than
-    ``n_components``) are random convex combinations of samples.
-
-    Parameters
-    ----------
-    Y : {ndarray, csr_matrix} of shape (n_samples, n_features)
-    n_components : int
-    rng : numpy Generator
-
-    Returns
-    -------
-    C0 : ndarray of shape (n_components, n_features), float64
-    """
-    sparse = sp.issparse(Y)
-    Y = sp.csr_matrix(Y, dtype=np.float64) if sparse else np.asarray(Y, dtype=np.float64)
-    n_samples, n_features = Y.shape
-    l1 = np.asarray(abs(Y).sum(axis=1)).ravel()
-    scale = np.divide(1.0, l1, out=np.zeros_like(l1), where=l1 > 0)
-    R = sp.diags(scale) @ Y if sparse else Y * scale[:, None]
-    norms = np.asarray(R.multiply(R).sum(axis=1)).ravel() if sparse else np.einsum(
-        "ij,ij->i", R, R)
-    projected = np.zeros(n_samples)  # squared norm of every row's part in the picked span
-    # the orthonormal basis grows in place: stacking copied it once per pick (quadratic)
-    basis_rows = np.zeros((n_components, n_features))
-    basis = basis_rows[:0]
-    picked = []
-    top = norms.max() if n_samples else 0.0
-    while len(picked) < n_components:
-        residual = norms - projected
-        residual[picked] = -np.inf
-        j = int(np.argmax(residual)) if n_samples else 0
-        if not n_samples or residual[j] <= 1e-12 * top:
-            break
-        v = (R[j].toarray().ravel() if sparse else R[j].copy())
-        for _ in range(2):  # Gram-Schmidt twice: orthogonal to round-off
-            v -= basis.T @ (basis @ v)
-        length = np.linalg.norm(v)
-        if length <= 1e-9 * np.sqrt(norms[j]):
-            break
-        basis_rows[len(picked)] = v / length
-        basis = basis_rows[:len(picked) + 1]
-        projected += np.square(R @ basis[-1])
-        picked.append(j)
-    C0 = np.empty((n_components, n_features))
-    for i, j in enumerate(picked):
-        C0[i] = Y[j].toarray().ravel() if sparse else Y[j]
-    missing = n_components - len(picked)
-    if missing:
-        if n_samples == 0 or not (l1 > 0).any():
-            C0[len(picked):] = rng.uniform(0.0, 1.0, (missing, n_features))
-        else:
-            weights = rng.dirichlet(np.ones(n_samples), size=missing)
-            mean_abs = float(abs(Y).sum()) / (n_samples * n_features)
-            C0[len(picked):] = np.asarray(weights @ Y) + 1e-3 * rng.standard_normal(
-                (missing, n_features)) * (mean_abs + 1e-12)
-    return C0
-
-
-def input_files(X, source=None):
-    """The files a fit reads X from (HDF5 paths), absolute; empty for in-memory data."""
-    files = []
-    for obj in (X, source, getattr(source, "source", None)):
-        if isinstance(obj, (str, os.PathLike)):
-            files.append(os.fspath(obj).split(":", 1)[0] if not os.path.exists(obj)
-                         else os.fspath(obj))
-        elif isinstance(obj, tuple) and obj and isinstance(obj[0], (str, os.PathLike)):
-            files.append(os.fspath(obj[0]))
-        elif isinstance(obj, (h5py.Dataset, h5py.Group)):
-            files.append(obj.file.filename)
-        elif isinstance(getattr(obj, "path", None), str):
-            files.append(obj.path)
-    return [os.path.abspath(f) for f in files if os.path.exists(f)]
 
 
 def _is_dask_array(X):
@@ -369,8 +275,8 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         ----------
         X : {ndarray, sparse matrix} of shape (n_samples, n_features), Source, or path
             Training data (signed values allowed). Anything else than an in-memory matrix goes
-            through :func:`~streamnmf.sources.as_source` (an HDF5 file path or dataset, a
-            :class:`~streamnmf.sources.Source`, an ``IterableSource`` of known length) and is
+            through :func:`~streamnmf.io.as_source` (an HDF5 file path or dataset, a
+            :class:`~streamnmf.io.Source`, an ``IterableSource`` of known length) and is
             streamed in row blocks, one pass per stage for the full-batch updates. A one-shot
             generator gives one pass only: feed its blocks to :meth:`partial_fit`.
         y : Ignored
@@ -675,113 +581,18 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
             source_block_rows=source_order["block_rows"],
             source_shuffle_seed=source_order["shuffle_seed"],
         )
-        params = _io.plain_params(self.get_params())
+        params = records.plain_params(self.get_params())
         identity.update({f"param {k}": v for k, v in params.items()
                          if k not in self._RESUME_FREE})
         return identity
 
-    @staticmethod
-    def _checkpoint_mismatch(attrs, identity):
-        """``"name: checkpoint X, now Y"`` for every recorded value that differs."""
-        params = attrs.get("params", {})
-        differ = []
-        for key, expected in identity.items():
-            if expected is None:
-                continue
-            found = params.get(key[6:]) if key.startswith("param ") else attrs.get(key)
-            if found != expected:
-                differ.append(f"{key.removeprefix('param ')}: checkpoint {found!r}, "
-                              f"now {expected!r}")
-        return differ
-
-    @staticmethod
-    def _mismatch_message(path, differ):
-        return (
-            f"The checkpoint {path!r} was written for other data or parameters "
-            f"({'; '.join(differ)}). Resume with the same data, read the same way "
-            "(block_rows; a shuffled source needs the same random_state), and the same "
-            "parameters, or use another checkpoint path to start a new fit."
-        )
-
     def _check_checkpoint_target(self, inputs, identity, resume, overwrite,
                                  flags=("resume=True", "overwrite=True")):
         """Refuse, before any work, a checkpoint path whose writes would replace a file this
-        fit did not write.
-
-        Parameters
-        ----------
-        inputs : list of str
-            Files the fit reads (the checkpoint may never be one of them).
-        identity : dict
-            From :meth:`_identity`: a checkpoint of this fit records the same values.
-        resume, overwrite : bool
-            What ``fit`` was told: continue the checkpoint, or start afresh over it.
-        flags : (str, str)
-            How the caller spells resume and overwrite, for the messages.
-        """
-        if self.checkpoint is None:
-            return
-        resume_flag, overwrite_flag = flags
-        path = os.path.abspath(os.fspath(self.checkpoint))
-        previous = path + ".prev"
-        for target in (path, previous):
-            for data in inputs:
-                if os.path.exists(target) and os.path.samefile(target, data):
-                    raise ValueError(
-                        f"checkpoint {os.fspath(self.checkpoint)!r}: {target!r} is the input "
-                        "data file, and writing the checkpoint would replace your data. Choose "
-                        "another checkpoint path (for example 'fit.ckpt.h5')."
-                    )
-        _io.check_folder_writable(path, "checkpoint")
-        # a checkpoint's newest generation may be damaged (that is what .prev is for): it
-        # counts as this fit's when the previous generation is
-        states = {}
-        for target in (path, previous):
-            if not os.path.exists(target):
-                continue
-            if os.path.isdir(target):
-                raise IsADirectoryError(
-                    f"checkpoint {target!r} is a folder; give a file name instead.")
-            attrs = _io.peek_attrs(target)
-            if attrs is None or attrs.get("format") != _io.CHECKPOINT_FORMAT:
-                states[target] = ("foreign", attrs)
-            else:
-                differ = self._checkpoint_mismatch(attrs, identity)
-                states[target] = ("other fit", differ) if differ else ("this fit", attrs)
-        if not states:
-            return
-        ours = [t for t, (kind, _) in states.items() if kind == "this fit"]
-        for target, (kind, detail) in states.items():
-            if kind == "foreign" and detail is None and target == path and resume and not ours:
-                raise _io.CheckpointError(
-                    f"{target!r} cannot be read as HDF5: it is a damaged checkpoint, or not a "
-                    f"checkpoint at all, and there is no previous checkpoint ({previous!r}) to "
-                    "fall back on. Nothing was changed: if it is a damaged checkpoint, delete "
-                    "it to start afresh; otherwise choose another checkpoint path."
-                )
-            if kind == "foreign" and not (detail is None and ours and target == path):
-                raise FileExistsError(
-                    f"checkpoint {target!r} exists and is {_io.describe_file(target)}: a fit "
-                    "never replaces a file it did not write. Choose another checkpoint path, "
-                    "or move that file away."
-                )
-            if kind == "other fit":
-                if resume:
-                    raise _io.CheckpointError(self._mismatch_message(target, detail))
-                raise FileExistsError(
-                    f"checkpoint {target!r} belongs to another fit ({'; '.join(detail)}). "
-                    "Choose another checkpoint path, or delete that file (and its .prev) to "
-                    "reuse the path."
-                )
-        if not (resume or overwrite):
-            stage = next((a.get("loop_stage") for t, (k, a) in states.items()
-                          if k == "this fit"), None)
-            at = f", at stage {stage}" if stage is not None else ""
-            raise FileExistsError(
-                f"checkpoint {os.fspath(self.checkpoint)!r} exists (a checkpoint of this "
-                f"fit{at}). Pass {resume_flag} to continue it, or {overwrite_flag} to start "
-                "afresh and replace it."
-            )
+        fit did not write (see :func:`~streamnmf.io.records.check_checkpoint_target`)."""
+        if self.checkpoint is not None:
+            records.check_checkpoint_target(self.checkpoint, inputs, identity, resume,
+                                            overwrite, flags)
 
     def _periodic_checkpoint(self):
         if self.checkpoint is None:
@@ -798,9 +609,9 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         loop = self._loop
         scalars, arrays = loop.get_state()
         attrs = dict(
-            format=_io.CHECKPOINT_FORMAT, format_version=_io.FORMAT_VERSION,
+            format=records.CHECKPOINT_FORMAT, format_version=records.FORMAT_VERSION,
             library_version=__version__, estimator=type(self).__name__,
-            params_json=json.dumps(_io.plain_params(self.get_params())),
+            params_json=json.dumps(records.plain_params(self.get_params())),
             n_samples=self._data_shape[0], n_features=self._data_shape[1],
             n_components=loop.C.shape[0], dtype=str(loop.dtype),
             source_block_rows=self._source_order["block_rows"],
@@ -813,30 +624,30 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
 
         def fill(f):
             f.attrs.update(attrs)
-            _io.write_arrays(f, arrays)
+            records.write_arrays(f, arrays)
 
-        _io.write_atomic(self.checkpoint, fill, keep_previous=True)
+        atomic.write_atomic(self.checkpoint, fill, keep_previous=True)
         self._last_checkpoint = (time.monotonic(), loop.samples_seen)
 
     def _read_checkpoint(self):
         """Content of the newest intact checkpoint generation, or None when there is none."""
         path = os.fspath(self.checkpoint)
         # a resume follows a crash: a write cut short left its temporary file behind
-        _io.remove_stray_temporaries(path)
+        atomic.remove_stray_temporaries(path)
         previous = path + ".prev"
         if not os.path.exists(path) and not os.path.exists(previous):
             return None
         try:
-            return _io.read_verified(path, _io.CHECKPOINT_FORMAT)
-        except (FileNotFoundError, _io.CheckpointError) as exc:
+            return records.read_verified(path, records.CHECKPOINT_FORMAT)
+        except (FileNotFoundError, records.CheckpointError) as exc:
             if not os.path.exists(previous):
-                raise _io.CheckpointError(
+                raise records.CheckpointError(
                     f"{exc} There is no previous checkpoint ({previous!r}) to fall back on: "
                     "delete the file to start afresh."
                 ) from exc
             warnings.warn(f"{exc} Resuming from the previous checkpoint {previous!r}.",
                           stacklevel=3)
-            return _io.read_verified(previous, _io.CHECKPOINT_FORMAT)
+            return records.read_verified(previous, records.CHECKPOINT_FORMAT)
 
     def _resume(self):
         content = self._read_checkpoint()
@@ -848,11 +659,11 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
             return
         attrs, arrays = content
         loop = self._loop
-        differ = self._checkpoint_mismatch(attrs, self._identity(
+        differ = records.checkpoint_mismatch(attrs, self._identity(
             self._data_shape[0], self._data_shape[1], loop.dtype, self._source_order,
             n_components=loop.C.shape[0]))
         if differ:
-            raise _io.CheckpointError(self._mismatch_message(os.fspath(self.checkpoint), differ))
+            raise records.CheckpointError(records.mismatch_message(os.fspath(self.checkpoint), differ))
         loop.set_state({k[5:]: v for k, v in attrs.items() if k.startswith("loop_")}, arrays)
         # decided from the data at the start: the checkpoint's decision is the one to keep
         self.nonnegative_ = loop.rule.nonnegative = bool(attrs.get("nonnegative", False))
@@ -897,11 +708,11 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
             Replace an existing file; otherwise an existing file is an error.
         """
         check_is_fitted(self, "components_")
-        _io.check_output_path(path, overwrite, what="model file")
+        records.check_output_path(path, overwrite, what="model file")
         attrs = dict(
-            format=_io.MODEL_FORMAT, format_version=_io.FORMAT_VERSION,
+            format=records.MODEL_FORMAT, format_version=records.FORMAT_VERSION,
             library_version=__version__, estimator=type(self).__name__,
-            params_json=json.dumps(_io.plain_params(self.get_params())),
+            params_json=json.dumps(records.plain_params(self.get_params())),
             alpha=self.alpha_, n_features_in=self.n_features_in_, n_stages=self.n_stages_,
             samples_seen=self.samples_seen_, nonnegative=bool(self.nonnegative_),
             reconstruction_err=self.reconstruction_err_,
@@ -911,9 +722,9 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
 
         def fill(f):
             f.attrs.update(attrs)
-            _io.write_arrays(f, arrays)
+            records.write_arrays(f, arrays)
 
-        _io.write_atomic(path, fill)
+        atomic.write_atomic(path, fill)
 
     @classmethod
     def load(cls, path):
@@ -931,9 +742,9 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         estimator
             Fitted: ``transform`` works as in the process that saved it.
         """
-        attrs, arrays = _io.read_verified(path, _io.MODEL_FORMAT)
+        attrs, arrays = records.read_verified(path, records.MODEL_FORMAT)
         if cls is not StreamingNMFBase and attrs["estimator"] != cls.__name__:
-            raise _io.CheckpointError(
+            raise records.CheckpointError(
                 f"{os.fspath(path)!r} holds a {attrs['estimator']} model, not {cls.__name__}; "
                 "load it with streamnmf.load(path)."
             )
@@ -941,7 +752,7 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
             from . import ESTIMATORS
 
             if attrs["estimator"] not in ESTIMATORS:
-                raise _io.CheckpointError(
+                raise records.CheckpointError(
                     f"{os.fspath(path)!r} holds a model of estimator {attrs['estimator']!r}, "
                     f"which this streamnmf ({__version__}) does not know (it knows "
                     f"{', '.join(sorted(ESTIMATORS))}); it was written by streamnmf "

@@ -32,7 +32,7 @@ scattered in-memory blocks are lost with their worker, the client scatters them 
 reruns the stage (``STAGE_ATTEMPTS``).
 
 Inputs: an HDF5 file (a path, ``(path, name)``, an h5py object or an
-:class:`~streamnmf.hdf5.HDF5Source`): the workers open the file themselves, by path, and read
+:class:`~streamnmf.io.HDF5Source`): the workers open the file themselves, by path, and read
 their rows; an in-memory array or sparse matrix: scattered to the workers once, in row blocks;
 a dask array: its row chunks (columns rechunked to one chunk), computed in every stage.
 """
@@ -49,9 +49,9 @@ from collections import OrderedDict
 import numpy as np
 
 from . import _engine
-from ._base import input_files
+from .io import input_files
 from ._engine import single_threaded_blas
-from .sources import (
+from .io.sources import (
     ArraySource, Prefetch, Source, block_order, check_block, default_block_rows, init_rows,
     leading_rows, pass_ranges,
 )

@@ -173,7 +173,7 @@ def _progress(total, enabled, initial=0):
 
 def _stages_in_checkpoint(args):
     """Stages the checkpoint to resume from has done (0 when there is none yet)."""
-    from ._io import peek_attrs
+    from .io.records import peek_attrs
 
     attrs = peek_attrs(args.checkpoint) if os.path.exists(args.checkpoint) else None
     return int((attrs or {}).get("loop_stage", 0))
@@ -221,7 +221,7 @@ def _check_targets(args, data_path):
         for other, what in ((data_path, "the input data"), (args.checkpoint, "--checkpoint")):
             if other is not None and _same_file(args.out, other):
                 raise UsageError(f"--out {args.out} is {what}: give the model another name.")
-        from ._io import check_output_path
+        from .io.records import check_output_path
 
         check_output_path(args.out, args.overwrite, flag="--overwrite", what="--out")
     if args.out is None and args.checkpoint is None:
@@ -244,7 +244,7 @@ def _init_from(spec, data_spec, rank, seed):
 
 def _fit(args, evaluate_against=None, progress=True):
     """Run a fit from an HDF5 source; returns (estimator, per-stage log, seconds)."""
-    from .hdf5 import HDF5Source
+    from .io import HDF5Source
     from .metrics import log_total_correlation_error
 
     path, _, name = args.data.partition(":") if not os.path.exists(args.data) else (
@@ -305,7 +305,7 @@ def _dask_client(args):
 # -- commands -----------------------------------------------------------------------------------
 
 def cmd_generate(args):
-    from ._io import check_output_path
+    from .io.records import check_output_path
     from .datasets import write_hdf5
 
     check_output_path(args.out, args.overwrite, flag="--overwrite", what="output file")
@@ -371,7 +371,7 @@ def cmd_demo(args):
             return _demo(args, workdir)
     os.makedirs(args.workdir, exist_ok=True)
     if not args.overwrite:
-        from ._io import check_output_path
+        from .io.records import check_output_path
 
         for name in _DEMO_FILES:
             check_output_path(os.path.join(args.workdir, name), flag="--overwrite",
@@ -438,7 +438,7 @@ def _demo(args, workdir):
 
 def main(argv=None):
     """Run a command; returns the exit status (0, 2 for an error, 130 when interrupted)."""
-    from ._io import CheckpointError
+    from .io.records import CheckpointError
 
     args = build_parser().parse_args(argv)
     commands = dict(generate=cmd_generate, fit=cmd_fit, evaluate=cmd_evaluate, demo=cmd_demo)

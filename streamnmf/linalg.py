@@ -3,7 +3,9 @@ least squares on a stage's statistics."""
 
 import numpy as np
 
-__all__ = ["min_inf_inverse", "nonnegative_least_squares"]
+from ._lp import InverseError, min_inf_inverse_rows
+
+__all__ = ["min_inf_inverse", "nonnegative_least_squares", "InverseError"]
 
 
 def min_inf_inverse(components):
@@ -24,12 +26,10 @@ def min_inf_inverse(components):
 
     Raises
     ------
-    streamnmf._purification.InverseError
+    streamnmf.linalg.InverseError
         No left inverse exists (dependent or zero components, more components than features,
         non-finite entries), or a programme failed.
     """
-    from ._purification import min_inf_inverse_rows
-
     return np.ascontiguousarray(min_inf_inverse_rows(components).T)
 
 

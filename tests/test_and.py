@@ -9,7 +9,7 @@ from streamnmf import AND, schedules
 from streamnmf._engine import DivergenceError
 from streamnmf.datasets import make_dataset, make_init
 from streamnmf.metrics import log_total_correlation_error
-from streamnmf.sources import ArraySource
+from streamnmf.io.sources import ArraySource
 
 import naive
 
@@ -153,16 +153,6 @@ def test_early_stop_waits_while_the_threshold_is_lowered_on_purpose():
     careful = AND(10, **kwargs).fit(data)
     alphas = careful.history_["alpha"]
     assert careful.n_stages_ > 48 or alphas[-1] < 1e-3  # past the careful start (0.1 / 1.1**48)
-    schedule = schedules.Adaptive()
-    schedule.observe(0, 0.1, change=1e-6, code_scale=1.0, decoding_error=1e-6)
-    assert schedule.lowering and schedule.alpha(1) == pytest.approx(0.1 / 1.1)
-    schedule.observe(1, 0.1 / 1.1, change=1e-6, code_scale=1.0, decoding_error=1.0)
-    assert not schedule.lowering  # the threshold held: stalls count again
-    assert not schedules.Geometric().lowering
-    for name, bad in (("slow_range", 0.5), ("slow_decay", 0.9), ("max_decay", 0.5),
-                      ("kappa", 0.0)):
-        with pytest.raises(ValueError, match=f"Adaptive: {name} must be .*, got {bad}"):
-            schedules.Adaptive(**{name: bad})
 
 
 # -- API ------------------------------------------------------------------------------------
@@ -226,33 +216,6 @@ def test_a_stage_that_decodes_nothing_is_not_convergence():
     assert est.history_["density"][0] == 0  # nothing passes a threshold of 100
     assert est.n_stages_ > 5 and est.history_["alpha"][1] < 100
     assert log_total_correlation_error(est.components_, truth) < -10
-
-
-def test_adaptive_probes_a_stall_and_keeps_it_only_if_the_residual_falls():
-    stalled = dict(change=1e-6, code_scale=1.0, decoding_error=1e-3)  # converged, error ~ alpha
-    schedule = schedules.Adaptive(alpha0=1e-3)
-    schedule.observe(0, 1e-3, objective=1.0, **stalled)
-    assert schedule.alpha(1) == pytest.approx(1e-3 / 1.1)  # probe
-    resumed = schedules.Adaptive(alpha0=1e-3)
-    resumed.set_state(schedule.state())  # a checkpoint restores the pending probe
-    schedule.observe(1, 1e-3 / 1.1, objective=0.5, **stalled)  # residual fell: keep, go on
-    assert schedule.alpha(2) == pytest.approx(1e-3 / 1.1**2)
-    resumed.observe(1, 1e-3 / 1.1, objective=1.5, **stalled)  # residual rose: noise, go back
-    assert resumed.alpha(2) == 1e-3
-    resumed.observe(2, 1e-3, objective=1.0, **stalled)
-    assert resumed.alpha(3) == 1e-3  # no second probe at the level that failed
-    with pytest.raises(ValueError, match="probe must be > 1 or None, got 0.5"):
-        schedules.Adaptive(probe=0.5)
-    # data the model does not generate (images, text): at a fixed point the decoding error stays
-    # far above the threshold, and a probe is the only way down
-    far_above = dict(stalled, decoding_error=1e-1)
-    fresh = schedules.Adaptive(alpha0=1e-3)
-    fresh.observe(0, 1e-3, objective=1.0, **far_above)
-    assert fresh.alpha(1) == pytest.approx(1e-3 / 1.1)
-    moving = dict(stalled, change=1.0)  # the matrix still moves more than the error: no probe
-    fresh = schedules.Adaptive(alpha0=1e-3)
-    fresh.observe(0, 1e-3, objective=1.0, **moving)
-    assert fresh.alpha(1) == 1e-3
 
 
 def test_adaptive_probing_gets_past_the_threshold_bias_of_dense_weights():

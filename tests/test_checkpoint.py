@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 
 from streamnmf import AND
-from streamnmf._io import CheckpointError, write_atomic
+from streamnmf.io.atomic import write_atomic
+from streamnmf.io.records import CheckpointError
 from streamnmf.datasets import make_dataset, make_init
-from streamnmf.sources import ArraySource, Source
+from streamnmf.io.sources import ArraySource, Source
 
 
 def problem(n_samples=600, n_components=6, n_features=40, seed=0):
@@ -206,18 +207,72 @@ def test_checkpoint_of_other_version_refused(tmp_path):
 
 
 WORKER = textwrap.dedent("""
+    import os
+    import signal
     import sys
     import numpy as np
     from streamnmf import AND
-    from streamnmf.sources import ArraySource
+    from streamnmf.io import atomic
+    from streamnmf.io.sources import ArraySource
+
+    # KILL_AT="<point>:<n>": SIGKILL this process at the n-th time it reaches <point>
+    point, _, count = os.environ.get("KILL_AT", ":0").partition(":")
+    reached = {"stage": 0, "block": 0, "before-publish": 0, "after-publish": 0}
+
+    def reach(name):
+        if name == point:
+            reached[name] += 1
+            if reached[name] == int(count):
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    publish = atomic.publish
+    def publish_with_kill_points(tmp, path, overwrite):
+        reach("before-publish")  # the new generation written, not yet renamed in
+        publish(tmp, path, overwrite)
+        reach("after-publish")
+    atomic.publish = publish_with_kill_points
+
+    class Blocks(ArraySource):
+        def blocks(self, start=0, epoch=0):
+            for block in super().blocks(start, epoch):
+                reach("block")
+                yield block
+
     data = np.load(sys.argv[1])
     init = np.load(sys.argv[2])
     est = AND(init.shape[0], update="sgd", stage_length=900, batch_size=1, init=init,
               n_stages=12, tol=0, n_iter_no_change=None, checkpoint=sys.argv[3] or None,
-              checkpoint_every=50, blas_threads=1)  # bit for bit: a fixed thread count
-    est.fit(ArraySource(data, block_rows=64), resume=bool(sys.argv[3]))
+              checkpoint_every=50, blas_threads=1,  # bit for bit: a fixed thread count
+              callback=lambda est, row: reach("stage"))
+    est.fit(Blocks(data, block_rows=64), resume=bool(sys.argv[3]))
     np.save(sys.argv[4], est.components_)
 """)
+
+
+@pytest.mark.slow
+def test_sigkill_at_chosen_points_then_resume_is_exact(tmp_path):
+    data, init = problem(n_samples=3000, n_components=10, n_features=200)
+    np.save(tmp_path / "data.npy", data)
+    np.save(tmp_path / "init.npy", init)
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    run = [sys.executable, str(script), str(tmp_path / "data.npy"), str(tmp_path / "init.npy")]
+    subprocess.run(run + ["", str(tmp_path / "whole.npy")], check=True, timeout=300)
+    whole = np.load(tmp_path / "whole.npy")
+    # mid-pass between blocks, at a stage end before its checkpoint, with a new generation
+    # written but not renamed in (its temporary file left behind), and right after a rename;
+    # then again in the resumed process
+    for kills in (["block:30"], ["stage:4"], ["before-publish:3"], ["after-publish:5"],
+                  ["stage:2", "before-publish:2", "block:10"]):
+        checkpoint = tmp_path / f"fit-{kills[0].split(':')[0]}-{len(kills)}.h5"
+        for kill_at in kills:
+            proc = subprocess.run(run + [str(checkpoint), str(tmp_path / "resumed.npy")],
+                                  env=dict(os.environ, KILL_AT=kill_at), timeout=300)
+            assert proc.returncode == -signal.SIGKILL, kill_at
+        subprocess.run(run + [str(checkpoint), str(tmp_path / "resumed.npy")], check=True,
+                       timeout=300, env=dict(os.environ, KILL_AT=""))
+        np.testing.assert_array_equal(np.load(tmp_path / "resumed.npy"), whole, err_msg=kills)
+        assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")], kills
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ import pytest
 
 import streamnmf
 from streamnmf import AND
-from streamnmf._io import CheckpointError
+from streamnmf.io.records import CheckpointError
 from streamnmf.cli import main
 from streamnmf.datasets import make_dataset, make_init
 

@@ -20,7 +20,7 @@ from dask.distributed import Client, LocalCluster  # noqa: E402
 import streamnmf  # noqa: E402
 from streamnmf import AND, HDF5Source, Purification  # noqa: E402
 from streamnmf.datasets import make_dataset  # noqa: E402
-from streamnmf.sources import ArraySource, IterableSource  # noqa: E402
+from streamnmf.io.sources import ArraySource, IterableSource  # noqa: E402
 
 N_SAMPLES, N_COMPONENTS, N_FEATURES = 3000, 10, 100
 BLOCK_ROWS = 256  # 12 blocks: a tree of depth 4

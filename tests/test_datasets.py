@@ -139,7 +139,7 @@ def test_ctm_ref_fast_draw_matches_brute_force_distribution():
     # The 3n-normal draw against the reference code's C ~ randn(n, n), logit = C @ (C @ g).
     n, count = 6, 6000
     rng = np.random.default_rng(0)
-    fast = datasets._ctm_ref_logits(count, n, rng)
+    fast = datasets.topics._ctm_ref_logits(count, n, rng)
     C = rng.standard_normal((count, n, n))
     g = rng.standard_normal((count, n))
     brute = np.einsum("kij,kj->ki", C, np.einsum("kij,kj->ki", C, g))

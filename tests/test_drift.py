@@ -7,7 +7,6 @@ from streamnmf import AND
 from streamnmf.datasets import make_topic_components, make_weights
 from streamnmf.drift import DriftDetector, reseed_components
 from streamnmf.metrics import log_total_correlation_error
-from streamnmf.schedules import Adaptive, Explicit, Geometric
 
 N, M, BLOCK, CHANGE = 10, 100, 500, 60
 OLD = make_topic_components(N, M, random_state=1)
@@ -93,28 +92,6 @@ def test_reseed_rejects_picks_of_another_shape():
         reseed_components(OLD, OLD[:3])
 
 
-# -- schedules restart ------------------------------------------------------------------------
-def test_schedules_restart_from_their_first_threshold():
-    adaptive = Adaptive()
-    adaptive.set_state(np.array([1e-12, -1.0, np.nan, np.nan, 1e-5, 0.0]))
-    adaptive.restart(40)
-    assert adaptive.alpha(40) == adaptive.alpha0
-    adaptive.set_state(np.array([1e-12, -1.0, np.nan, np.nan, np.inf, 0.0]))
-    adaptive.restart(40, alpha=1e-4)  # a rise to the given level, never above alpha0
-    assert adaptive.alpha(40) == 1e-4
-    geometric = Geometric(0.1, 2.0)
-    geometric.restart(5)
-    assert geometric.alpha(5) == 0.1 and geometric.alpha(6) == 0.05
-    copy = Geometric(0.1, 2.0)
-    copy.set_state(geometric.state())
-    assert copy.alpha(6) == 0.05
-    copy.set_state(np.zeros(0))  # a checkpoint written before schedules could restart
-    assert copy.alpha(1) == 0.05
-    explicit = Explicit([0.3, 0.2, 0.1])
-    explicit.restart(10)
-    assert [explicit.alpha(s) for s in (10, 11, 12, 13)] == [0.3, 0.2, 0.1, 0.1]
-
-
 # -- partial_fit on a changing stream --------------------------------------------------------
 @pytest.mark.parametrize("update", ["stagewise", "sgd", "gd"])
 def test_partial_fit_follows_an_abrupt_change(update):
@@ -187,25 +164,3 @@ def test_resume_across_a_change_is_bit_exact(tmp_path):
     np.testing.assert_array_equal(second.components_, whole.components_)
     for key in ("alpha", "objective", "drift"):
         np.testing.assert_array_equal(second.history_[key], whole.history_[key])
-
-
-def test_adaptive_rises_only_after_a_restart_and_its_careful_descent():
-    def observe(schedule, stage, error):
-        schedule.observe(stage, schedule.alpha(stage), change=error, code_scale=1.0,
-                         decoding_error=error, objective=1.0)
-
-    fresh = Adaptive()
-    fresh.set_state(np.array([1e-6, -1.0, np.nan, np.nan, np.inf]))
-    observe(fresh, 0, 1e-3)
-    assert fresh.alpha(1) == 1e-6  # never restarted: monotone, as in fit
-    kept = Adaptive()
-    kept.set_state(np.array([1e-6, -1.0, np.nan, np.nan, np.inf]))
-    kept.restart(0, alpha=1e-6)  # all components kept: may rise at once
-    observe(kept, 0, 1e-3)
-    assert kept.alpha(1) == pytest.approx(1e-5)  # at most max_rise (10x) a stage
-    replaced = Adaptive()
-    replaced.restart(0)  # from alpha0: the careful descent comes first
-    observe(replaced, 0, 1.0)
-    assert replaced.alpha(1) <= replaced.alpha0
-    with pytest.raises(ValueError, match="max_rise must be > 1 or None"):
-        Adaptive(max_rise=1.0)

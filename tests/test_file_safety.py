@@ -11,7 +11,8 @@ import pytest
 
 import streamnmf
 from streamnmf import AND, Purification
-from streamnmf._io import CheckpointError, check_output_path, write_atomic
+from streamnmf.io.atomic import write_atomic
+from streamnmf.io.records import CheckpointError, check_output_path
 from streamnmf.cli import main
 from streamnmf.datasets import make_dataset, make_init, write_hdf5
 
@@ -166,7 +167,7 @@ def test_save_checks_its_target_and_names_the_users_path(corpus, others, tmp_pat
         raise PermissionError(13, "Permission denied")
 
     target = str(tmp_path / "model.h5")
-    monkeypatch.setattr("streamnmf._io.h5py.File", fail)
+    monkeypatch.setattr("streamnmf.io.atomic.h5py.File", fail)
     with pytest.raises(PermissionError, match=r"Cannot write '.*model\.h5': Permission denied"):
         write_atomic(target, lambda f: None)
     assert not os.path.exists(target)
@@ -178,7 +179,7 @@ def test_an_unwritable_folder_is_reported_by_a_real_probe(tmp_path, monkeypatch)
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr("streamnmf._io.tempfile.mkstemp", refuse)
+    monkeypatch.setattr("streamnmf.io.atomic.tempfile.mkstemp", refuse)
     with pytest.raises(PermissionError, match="cannot create files in .*Permission denied"):
         check_output_path(tmp_path / "model.h5")
 
@@ -211,7 +212,7 @@ def test_a_one_shot_generator_is_refused_with_what_works(corpus):
                                          r"IterableSource\(make_blocks, n_samples=N\)"):
         AND(6, **fit_kwargs(init)).fit(blocks_of(data))
     # what the message says works: a factory of generators with the rows of a pass ...
-    factory = streamnmf.sources.IterableSource(lambda: blocks_of(data), n_samples=len(data))
+    factory = streamnmf.io.sources.IterableSource(lambda: blocks_of(data), n_samples=len(data))
     from_factory = AND(6, **fit_kwargs(init)).fit(factory)
     np.testing.assert_allclose(from_factory.components_,
                                AND(6, **fit_kwargs(init)).fit(data).components_, rtol=1e-10)
@@ -226,7 +227,7 @@ def test_a_factory_without_n_features_takes_the_width_of_its_first_block(corpus)
     path, init = corpus
     with h5py.File(path, "r") as f:
         data = f["data"][()]
-    source = streamnmf.sources.IterableSource(lambda: blocks_of(data), n_samples=len(data))
+    source = streamnmf.io.sources.IterableSource(lambda: blocks_of(data), n_samples=len(data))
     est = AND(6, n_stages=2).fit(source)  # a data-driven start reads the leading rows
     assert est.components_.shape == (6, 40)
 
@@ -235,7 +236,7 @@ def test_a_reiterable_of_unknown_length_is_refused_with_the_fix(corpus):
     path, init = corpus
     with h5py.File(path, "r") as f:
         data = f["data"][()]
-    source = streamnmf.sources.IterableSource(lambda: blocks_of(data))
+    source = streamnmf.io.sources.IterableSource(lambda: blocks_of(data))
     with pytest.raises(ValueError, match=r"n_samples=None\. Give the rows of one pass"):
         AND(6, **fit_kwargs(init)).fit(source)
 
@@ -284,7 +285,7 @@ def model_file(tmp_path):
 
 def rewrite_attrs(path, **attrs):
     """Change root attributes and recompute the checksum (a file from another version)."""
-    from streamnmf._io import _checksum
+    from streamnmf.io.atomic import checksum as _checksum
 
     with h5py.File(path, "r+") as f:
         f.attrs.update(attrs)

@@ -10,7 +10,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from streamnmf import _engine
 from streamnmf import _kernels as K
-from streamnmf import _purification
+from streamnmf import _lp
 from streamnmf._purification import (
     InverseError,
     Purification,
@@ -25,7 +25,7 @@ from streamnmf.metrics import log_total_correlation_error
 import naive
 
 
-# -- data (inline until datasets.make_purification_data lands) --------------------------------
+# -- data --------------------------------
 
 def truth(m, n, rng):
     """``A*`` (m x n) with non-negative entries and unit l1 columns, as rows (n x m)."""
@@ -64,7 +64,7 @@ def lp_solver(request, monkeypatch):
     """Run a test with each LP solver: scipy's linprog always, highspy where installed."""
     if request.param == "highspy":
         pytest.importorskip("highspy")
-    monkeypatch.setattr(_purification, "LP_SOLVER", request.param)
+    monkeypatch.setattr(_lp, "LP_SOLVER", request.param)
     return request.param
 
 
@@ -236,7 +236,7 @@ def test_lp_solver_switch(monkeypatch):
     C = np.random.default_rng(23).random((4, 12))
     with pytest.raises(ValueError, match="LP solver 'glpk' is not supported"):
         _min_inf(C, solver="glpk")
-    monkeypatch.setattr(_purification, "highspy", None)  # as if it were not installed
+    monkeypatch.setattr(_lp, "highspy", None)  # as if it were not installed
     _, bases, _ = _min_inf(C)  # "auto" falls back to linprog: its bases are a list
     assert isinstance(bases, list)
     with pytest.raises(ImportError, match=r"pip install highspy \(or streamnmf\[lp\]\)"):
@@ -251,7 +251,7 @@ def test_fits_with_and_without_highspy_agree(monkeypatch):
     kw = dict(init=warm_start(C_true, 0.2, rng), batch_size=500, n_iter=8, n_iter_no_change=None)
     fits = {}
     for solver in ("scipy", "highspy"):
-        monkeypatch.setattr(_purification, "LP_SOLVER", solver)
+        monkeypatch.setattr(_lp, "LP_SOLVER", solver)
         fits[solver] = Purification(8, **kw).fit(Y)
     assert fits["highspy"]._inverse_cache["bases"].stats is not None  # the warm path ran
     np.testing.assert_allclose(fits["highspy"].components_, fits["scipy"].components_,

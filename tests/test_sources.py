@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from streamnmf.hdf5 import DatasetNotFoundError, HDF5Source, split_path_spec
-from streamnmf.sources import (
-    INIT_BYTES, ArraySource, IterableSource, Prefetch, as_source, block_order, check_block,
+from streamnmf.io.hdf5 import DatasetNotFoundError, HDF5Source, split_path_spec
+from streamnmf.io import as_source
+from streamnmf.io.sources import (
+    INIT_BYTES, ArraySource, IterableSource, Prefetch, block_order, check_block,
     leading_rows, pass_ranges, prefetch_blocks,
 )
 
@@ -205,7 +206,7 @@ def test_leading_rows_copies_whole_blocks_up_to_the_budget(h5file, dense, csr, n
     assert rows.shape == (N_SAMPLES, N_FEATURES)  # the file is far below INIT_BYTES
     assert np.array_equal(as_dense(rows), as_dense(expected))
     with pytest.MonkeyPatch.context() as patch:  # a budget of 100 dense rows
-        patch.setattr("streamnmf.sources.INIT_BYTES", 100 * N_FEATURES * 8)
+        patch.setattr("streamnmf.io.sources.INIT_BYTES", 100 * N_FEATURES * 8)
         rows = leading_rows(source.blocks(), N_FEATURES, N_SAMPLES)
         assert np.array_equal(as_dense(rows), as_dense(expected[:100]))
         big_first = HDF5Source(h5file, name, block_rows=300, memory_map=False)
@@ -388,7 +389,7 @@ def test_hdf5_writing_a_mapped_block_changes_nothing_else(tmp_path, dense):
 
 
 def test_hdf5_falls_back_to_reading_when_mapping_fails(h5file, dense, monkeypatch):
-    import streamnmf.hdf5
+    import streamnmf.io.hdf5
 
     def refuse(*args, **kwargs):
         raise OSError(12, "Cannot allocate memory")
@@ -396,7 +397,7 @@ def test_hdf5_falls_back_to_reading_when_mapping_fails(h5file, dense, monkeypatc
     source = HDF5Source(h5file, "contiguous", block_rows=300)
     first = next(iter(source.blocks()))
     assert is_mapped(first)
-    monkeypatch.setattr(streamnmf.hdf5.mmap, "mmap", refuse)
+    monkeypatch.setattr(streamnmf.io.hdf5.mmap, "mmap", refuse)
     blocks = [block.copy() for block in source.blocks()]  # maps ready, mapping refused
     fresh = [block.copy() for block in HDF5Source(h5file, "contiguous", block_rows=300).blocks()]
     for got in (blocks, fresh):

@@ -19,23 +19,21 @@ processes a block fully before it asks for the next one, so it never needs a cop
 
 Sources here: :class:`ArraySource` (in-memory dense or CSR), :class:`IterableSource` (any
 iterable of blocks, e.g. a generator: an unbounded stream), :class:`Prefetch` (reads the next
-blocks of another source in a background thread) and :class:`~streamnmf.hdf5.HDF5Source`
-(a dense dataset or a CSR group of an HDF5 file, read block by block). :func:`as_source` turns
+blocks of another source in a background thread) and :class:`~streamnmf.io.HDF5Source`
+(a dense dataset or a CSR group of an HDF5 file, read block by block). :func:`~streamnmf.io.as_source` turns
 what a user passes to ``fit`` into one of them.
 """
 
 import numbers
-import os
 import queue
-import sys
 import threading
 
 import numpy as np
 import scipy.sparse as sp
 
 __all__ = [
-    "Source", "ArraySource", "IterableSource", "Prefetch", "HDF5Source", "as_source",
-    "check_block", "block_order", "pass_ranges", "prefetch_blocks",
+    "Source", "ArraySource", "IterableSource", "Prefetch", "check_block", "block_order",
+    "pass_ranges", "prefetch_blocks",
 ]
 
 #: float dtypes the kernels are compiled for; other inputs are converted to float64
@@ -481,7 +479,8 @@ class Prefetch(Source):
 
     Parameters
     ----------
-    source : Source or anything :func:`as_source` takes
+    source : Source
+        (:func:`~streamnmf.io.as_source` makes one of what ``fit`` accepts.)
     depth : int, default=2
         Blocks read ahead. At most ``depth + 1`` blocks are in flight (the caller's and
         ``depth`` read ahead). A source that reuses buffers is told to keep ``depth`` more of
@@ -499,7 +498,11 @@ class Prefetch(Source):
     def __init__(self, source, depth=2):
         if isinstance(depth, bool) or not isinstance(depth, numbers.Integral) or depth < 1:
             raise ValueError(f"depth must be an int >= 1, got {depth!r}.")
-        self.source = as_source(source)
+        if not isinstance(source, Source):
+            raise TypeError(
+                f"Prefetch reads ahead of a Source, got {type(source).__name__}; wrap it first "
+                "with streamnmf.io.as_source.")
+        self.source = source
         self.depth = int(depth)
         self.source.reserve_buffers(RING_BUFFERS + self.depth)
 
@@ -595,61 +598,3 @@ def check_block(block, n_features=None, dtype=None, where="block"):
         block = np.ascontiguousarray(block)
     _check_finite(block.data if sp.issparse(block) else block, where)
     return block
-
-
-# -- what fit accepts ----------------------------------------------------------------------------
-
-def _is_path(X):
-    return isinstance(X, (str, os.PathLike))
-
-
-def as_source(X, block_rows=None):
-    """Wrap what a user passed to ``fit`` into a :class:`Source`.
-
-    Parameters
-    ----------
-    X : Source, ndarray, sparse matrix, HDF5 path or object, or iterable of row blocks
-        An HDF5 file is given as a path (``"file.h5"`` reads the dataset or CSR group named
-        ``"data"``), as ``"file.h5:/group/name"`` or a tuple ``(path, name)``, or as an open
-        ``h5py.Dataset`` / ``h5py.Group`` / ``h5py.File`` (reopened read-only by path and name).
-    block_rows : int, optional
-        Rows per block for the sources built here (not for a Source passed in).
-
-    Returns
-    -------
-    Source
-    """
-    if isinstance(X, Source):
-        return X
-    if sp.issparse(X) or isinstance(X, np.ndarray):
-        return ArraySource(check_block(X, where="X"), block_rows)
-    if _is_path(X):
-        from .hdf5 import HDF5Source, split_path_spec
-
-        # a file is read ahead in a background thread while the kernels compute
-        return HDF5Source(*split_path_spec(X), block_rows=block_rows, prefetch=True)
-    if (isinstance(X, tuple) and len(X) == 2 and _is_path(X[0])
-            and isinstance(X[1], str)):
-        from .hdf5 import HDF5Source
-
-        return HDF5Source(X[0], X[1], block_rows=block_rows, prefetch=True)
-    h5py = sys.modules.get("h5py")  # an h5py object exists only if h5py was imported
-    if h5py is not None and isinstance(X, (h5py.Dataset, h5py.Group)):
-        from .hdf5 import HDF5Source
-
-        return HDF5Source.from_h5py(X, block_rows=block_rows, prefetch=True)
-    if hasattr(X, "__iter__") and not isinstance(X, bytes):
-        return IterableSource(X)
-    raise TypeError(
-        f"Expected an array, a sparse matrix, an iterable of row blocks or a Source, or an HDF5 "
-        f"file path ('file.h5', 'file.h5:/name') or h5py object, got {type(X).__name__}."
-    )
-
-
-def __getattr__(name):
-    # HDF5Source lives in streamnmf.hdf5, imported on first use: h5py takes ~0.2 s to import
-    if name == "HDF5Source":
-        from .hdf5 import HDF5Source
-
-        return HDF5Source
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -401,7 +401,7 @@ class HDF5Source(Source):
         Type of the blocks. None: float32 data stay float32, everything else becomes float64.
     prefetch : bool or int, default=False
         Read the next blocks in a background thread while the caller computes (see
-        :class:`~streamnmf.sources.Prefetch`); an int is the number of blocks read ahead,
+        :class:`~streamnmf.io.Prefetch`); an int is the number of blocks read ahead,
         True is 2.
     memory_map : bool, default=True
         Hand out blocks whose bytes lie in one piece of the file as views of a private memory

@@ -1,0 +1,435 @@
+"""Purification's decoding inverse: the left inverse of the components with the smallest
+infinity norm, one basis-pursuit linear programme per row (HiGHS), each polished on its
+support and certified by its dual so that a stage can reuse the previous stage's bases."""
+
+import warnings
+
+import numpy as np
+import scipy.linalg
+import scipy.sparse
+from scipy.optimize import linprog
+
+try:  # optional (extra "lp"): the HiGHS API itself, which can hot-start from a basis
+    import highspy
+except ImportError:  # pragma: no cover - the scipy-only configuration
+    highspy = None
+
+__all__ = ["InverseError", "min_inf_inverse_rows"]
+
+#: HiGHS tolerances for the basis-pursuit programmes (on rows scaled to unit l2 norm); the
+#: solution is polished afterwards by an exact solve on its support.
+LP_TOL = 1e-10
+#: a reused basis is accepted when its dual certificate satisfies ``|C^T u| <= 1 + CERT_TOL``
+CERT_TOL = 1e-9
+#: Solver of the min-inf programmes: ``"auto"`` (``highspy`` when it is importable, else
+#: ``scipy.optimize.linprog``), ``"highspy"`` or ``"scipy"``. Both run HiGHS' dual simplex
+#: with the same options; only ``highspy`` can hot-start a programme from the previous stage's
+#: basis. The results agree (see :func:`min_inf_inverse_rows`); tests switch this.
+LP_SOLVER = "auto"
+LP_SOLVERS = ("auto", "highspy", "scipy")
+#: HiGHS options of both solvers (``linprog(method="highs-ds")`` sets the same ones)
+_HIGHS_OPTIONS = dict(
+    output_flag=False, presolve="off", simplex_strategy=1,  # dual simplex
+    primal_feasibility_tolerance=LP_TOL, dual_feasibility_tolerance=LP_TOL,
+)
+
+
+class InverseError(np.linalg.LinAlgError):
+    """The decoding inverse could not be computed (a failed programme, a rank-deficient ``A``).
+
+    A subclass of ``numpy.linalg.LinAlgError`` and therefore of ``ValueError``.
+    """
+
+
+
+def _check_components_for_inverse(C):
+    C = np.asarray(C, dtype=np.float64)
+    if C.ndim != 2:
+        raise ValueError(f"components must be 2-D (n_components, n_features), got {C.shape}.")
+    n, m = C.shape
+    if n > m:
+        raise InverseError(
+            f"no left inverse exists: {n} components in {m} features (the paper's A is "
+            f"{m} x {n}, so B A = I needs n_components <= n_features). Use fewer components."
+        )
+    if not np.all(np.isfinite(C)):
+        raise InverseError("the components contain NaN or infinity; no inverse to decode with.")
+    norms = np.linalg.norm(C, axis=1)
+    zero = np.flatnonzero(norms == 0)
+    if zero.size:
+        raise InverseError(
+            f"component {int(zero[0])} is all zeros, so A has rank < n_components and no left "
+            "inverse exists. Re-initialise it or use fewer components."
+        )
+    return C, norms
+
+
+def _numerical_rank(C):
+    s = np.linalg.svd(C, compute_uv=False)
+    return int(np.sum(s > max(C.shape) * np.finfo(np.float64).eps * s[0])) if s.size else 0
+
+
+def _certify(Cn, i, basis, tol=CERT_TOL):
+    """Reuse a previous optimal basis for row ``i`` if it is still optimal for ``Cn``.
+
+    ``basis = (S, sigma)``: ``n`` feature indices and the signs of ``b`` on them. The basic
+    solution ``b_S = Cn[:, S]^-1 e_i`` is optimal for ``min ||b||_1 s.t. Cn b = e_i`` when its
+    signs agree with ``sigma`` (primal feasibility of the split ``b = p - q``) and the dual
+    ``u = Cn[:, S]^-T sigma`` satisfies ``||Cn^T u||_inf <= 1`` (dual feasibility); both sides
+    then have the value ``||b||_1 = u_i``, which certifies optimality. Returns ``b`` or None.
+    """
+    S, sigma = basis
+    Cs = Cn[:, S]
+    try:
+        with warnings.catch_warnings():  # a singular basis is rejected below, not warned about
+            warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
+            lu = scipy.linalg.lu_factor(Cs, check_finite=False)
+    except (ValueError, np.linalg.LinAlgError, scipy.linalg.LinAlgError):
+        return None
+    e = np.zeros(Cn.shape[0])
+    e[i] = 1.0
+    with np.errstate(all="ignore"):
+        b_S = scipy.linalg.lu_solve(lu, e, check_finite=False)
+        u = scipy.linalg.lu_solve(lu, sigma, trans=1, check_finite=False)
+        if not (np.all(np.isfinite(b_S)) and np.all(np.isfinite(u))):
+            return None
+        scale = np.abs(b_S).max()
+        if np.any(sigma * b_S < -1e-12 * scale):
+            return None
+        if np.abs(Cn.T @ u).max() > 1.0 + tol:
+            return None
+        if abs(Cs @ b_S - e).max() > 1e-10:  # badly conditioned basis: solve the LP instead
+            return None
+    b = np.zeros(Cn.shape[1])
+    b[S] = b_S
+    return b
+
+
+def _programme_failed(Cn, i, status, message):
+    """The :class:`InverseError` of a failed programme for row ``i`` (with the rank hint)."""
+    n = Cn.shape[0]
+    rank = _numerical_rank(Cn)
+    hint = (
+        f" The components have numerical rank {rank} < {n}: they are linearly dependent, "
+        "so no left inverse exists; use fewer components or a better initialisation."
+        if rank < n else ""
+    )
+    return InverseError(
+        f"min-inf inverse: the linear programme for row {i} of B (min ||b||_1 subject to "
+        f"A^T b = e_{i}) failed with status {status}: {message}.{hint} "
+        "inverse='pinv' (Moore-Penrose) avoids the linear programmes."
+    )
+
+
+def _polish(Cn, b, i):
+    """Polish a programme's solution ``b`` by an exact solve on its support.
+
+    Returns the polished ``b`` (a least-squares solve of ``Cn[:, S] b_S = e_i`` on the support
+    ``S``, kept when it is exact and no larger in l1 norm; the solver's answer is exact only
+    to its tolerance) and the basis ``(S, sigma)`` when it is non-degenerate. The result
+    depends on ``b`` only through ``S``: solutions with the same support polish to the same
+    floating-point numbers, whichever solver, start or certificate produced them.
+    """
+    n, m = Cn.shape
+    e = np.zeros(n)
+    e[i] = 1.0
+    top = np.abs(b).max()
+    S = np.flatnonzero(np.abs(b) > 1e-13 * top)
+    basis = None
+    if S.size <= n:
+        b_S = np.linalg.lstsq(Cn[:, S], e, rcond=None)[0]
+        if np.abs(Cn[:, S] @ b_S - e).max() <= 1e-11 and (
+            np.abs(b_S).sum() <= np.abs(b).sum() * (1 + 1e-8)
+        ):
+            b = np.zeros(m)
+            b[S] = b_S
+        if S.size == n:
+            basis = (S, np.sign(b[S]))
+    return b, basis
+
+
+def _solve_row(Cn, Aeq, i):
+    """One basis-pursuit programme ``min ||b||_1 s.t. Cn b = e_i`` by HiGHS dual simplex.
+
+    ``scipy.optimize.linprog``, from scratch. Returns ``b`` polished by :func:`_polish` and
+    the basis ``(S, sigma)`` when it is non-degenerate.
+    """
+    n, m = Cn.shape
+    e = np.zeros(n)
+    e[i] = 1.0
+    res = linprog(
+        np.ones(2 * m), A_eq=Aeq, b_eq=e, bounds=(0, None), method="highs-ds",
+        options=dict(presolve=False, primal_feasibility_tolerance=LP_TOL,
+                     dual_feasibility_tolerance=LP_TOL),
+    )
+    if res.status != 0 or res.x is None:
+        raise _programme_failed(Cn, i, res.status, res.message)
+    x = res.x
+    return _polish(Cn, x[:m] - x[m:], i)
+
+
+# -- the highspy path: one HiGHS model per estimator, hot-started per row ---------------------
+
+class _WarmStart:
+    """What the next min-inf inverse may start from: the last call's optimal bases per row.
+
+    Holds one HiGHS instance (its model is replaced by every call's programmes) and per row
+    the optimal HiGHS basis (``setBasis`` hot-starts the dual simplex from it) and the
+    certificate hint ``(S, sigma)`` of :func:`_certify` (the basic features and their signs,
+    degenerate bases included). Only a speed-up: the inverse does not depend on it (see
+    :func:`min_inf_inverse_rows`), so it is never checkpointed, and a copy (pickle, deepcopy,
+    a Dask task) is empty and starts cold.
+
+    ``stats`` describes the last call: per row ``"certified"`` (the previous basis was still
+    optimal, no programme), ``"warm"`` or ``"cold"`` (a HiGHS solve from the previous basis
+    or from scratch) or ``"scipy"`` (HiGHS failed twice; ``linprog`` decided), and the
+    simplex iterations per row (0 where none ran).
+    """
+
+    def __init__(self):
+        self.shape = None
+        self.highs = None
+        self.bases = []
+        self.hints = []
+        self.stats = None
+
+    def __reduce__(self):
+        return (_WarmStart, ())
+
+    def reset(self, shape):
+        self.shape = shape
+        self.bases = [None] * shape[0]
+        self.hints = [None] * shape[0]
+
+
+def _highs():
+    # highspy._core._Highs: the bare solver (highspy.Highs prints a banner on stdout once)
+    core = getattr(highspy, "_core", None)
+    h = getattr(core, "_Highs", highspy.Highs)()
+    for key, value in _HIGHS_OPTIONS.items():
+        h.setOptionValue(key, value)
+    return h
+
+
+def _highs_model(Cn):
+    """``min 1^T (p, q) s.t. [Cn, -Cn] (p, q) = 0, p, q >= 0``; the RHS is set per row."""
+    n, m = Cn.shape
+    A = scipy.sparse.csc_array(np.hstack([Cn, -Cn]))  # as linprog passes it: no explicit zeros
+    lp = highspy.HighsLp()
+    lp.num_col_ = 2 * m
+    lp.num_row_ = n
+    lp.col_cost_ = np.ones(2 * m)
+    lp.col_lower_ = np.zeros(2 * m)
+    lp.col_upper_ = np.full(2 * m, highspy.kHighsInf)
+    lp.row_lower_ = np.zeros(n)
+    lp.row_upper_ = np.zeros(n)
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_ = A.indptr.astype(np.int32)
+    lp.a_matrix_.index_ = A.indices.astype(np.int32)
+    lp.a_matrix_.value_ = A.data
+    lp.a_matrix_.num_col_ = 2 * m
+    lp.a_matrix_.num_row_ = n
+    return lp
+
+
+def _highs_solve(h, basis):
+    """Run the loaded programme from ``basis`` (None: from scratch); a failed hot start is
+    retried from scratch. Returns ``(x, how, iterations)``, ``x`` None if HiGHS failed."""
+    optimal = highspy.HighsModelStatus.kOptimal
+    how = "cold"
+    if basis is not None:
+        h.setBasis(basis)
+        h.run()
+        if h.getModelStatus() == optimal:
+            how = "warm"
+        else:
+            basis = None
+    if basis is None:
+        h.clearSolver()
+        h.run()
+        if h.getModelStatus() != optimal:
+            return None, how, 0
+    iterations = max(int(h.getInfo().simplex_iteration_count), 0)
+    return np.asarray(h.getSolution().col_value, dtype=np.float64), how, iterations
+
+
+def _basic_columns(h, n, m):
+    """The certificate hint ``(S, sigma)`` of HiGHS' optimal basis (degenerate or not), or
+    None when a row is basic (or highspy < 1.8 cannot say)."""
+    get = getattr(h, "getBasicVariables", None)
+    if get is None:
+        return None
+    basic = np.asarray(get()[1])
+    if basic.size != n or basic.min() < 0:  # negative: a row's slack
+        return None
+    return basic % m, np.where(basic < m, 1.0, -1.0)
+
+
+def _min_inf_highspy(Cn, start):
+    """Rows of the min-inf inverse of the row-normalised ``Cn`` (highspy, hot-started).
+
+    Per row: the previous basis is certified (:func:`_certify`, no programme) if still
+    optimal, else HiGHS runs from it (dual simplex), else from scratch, else ``linprog``
+    (whose failure raises :class:`InverseError`). Every solution is polished by
+    :func:`_polish`. Updates and returns ``start`` (a :class:`_WarmStart`).
+    """
+    n, m = Cn.shape
+    if start.shape != (n, m):
+        start.reset((n, m))
+    h = None
+    one = None  # the row whose right-hand side is 1 (the others are 0)
+    B = np.empty((n, m))
+    how, iterations = [], []
+    for i in range(n):
+        b = None
+        if start.hints[i] is not None:
+            b = _certify(Cn, i, start.hints[i], tol=LP_TOL)
+        if b is not None:
+            how.append("certified")
+            iterations.append(0)
+        else:
+            if h is None:  # the first row that needs a programme loads this C
+                if start.highs is None:
+                    start.highs = _highs()
+                h = start.highs
+                h.passModel(_highs_model(Cn))
+            if one is not None:
+                h.changeRowBounds(one, 0.0, 0.0)
+            h.changeRowBounds(i, 1.0, 1.0)
+            one = i
+            x, row_how, its = _highs_solve(h, start.bases[i])
+            if x is None:  # HiGHS failed from scratch too: linprog decides, raises if it fails
+                start.bases[i] = start.hints[i] = None
+                b, start.hints[i] = _solve_row(Cn, np.hstack([Cn, -Cn]), i)
+                B[i] = b
+                how.append("scipy")
+                iterations.append(0)
+                continue
+            how.append(row_how)
+            iterations.append(its)
+            b = x[:m] - x[m:]
+            start.bases[i] = h.getBasis()
+            start.hints[i] = _basic_columns(h, n, m)
+        B[i], basis = _polish(Cn, b, i)
+        if start.hints[i] is None and basis is not None:
+            start.hints[i] = basis
+    start.stats = dict(how=how, iterations=iterations)
+    return B, sum(1 for k in how if k != "certified")
+
+
+def min_inf_inverse_rows(C, *, bases=None, return_bases=False, solver=None):
+    """Left inverse of ``A = C.T`` with the smallest infinity norm, as a decoding matrix.
+
+    Finds ``B`` (n_components, n_features) with ``B A = I`` minimising ``||B||_inf``, the largest
+    l1 norm of a row of ``B``. The problem separates by rows: row ``i`` is the basis-pursuit
+    programme ``min ||b||_1 s.t. A^T b = e_i`` (``C b = e_i`` here), solved as a linear
+    programme over ``b = p - q, p, q >= 0`` with HiGHS (``scipy.optimize.linprog``). Each
+    programme's solution is polished by an exact solve on its support, so ``C D = I`` holds to
+    round-off. With ``n_components == n_features`` the inverse is unique: ``inv(C)``.
+
+    The programmes of successive calls (a fit's stages) differ little, so a call starts
+    from the optimal bases of the previous one (``bases``): a basis that is still primal and
+    dual feasible for the new ``C`` is optimal (a certificate, see ``_certify``) and costs
+    one ``n x n`` LU factorisation instead of a programme. With ``highspy`` installed (extra
+    ``lp``) the other rows hot-start HiGHS' dual simplex from their previous basis (one HiGHS
+    model per ``bases`` object, its matrix replaced per call, its right-hand side per row);
+    ``scipy.optimize.linprog`` cannot, and solves them from scratch.
+
+    **What the warm start may change.** Nothing, when a row's optimum is unique (the generic
+    case; so in every stage of bench/lp_inverse.py): all paths -- certified, hot-started,
+    cold, ``highspy`` or ``linprog`` -- finish a row with the same least-squares solve on the
+    support of the optimal vertex, so they return the same floating-point numbers, and a fit
+    resumed from a checkpoint (which starts cold) equals the uninterrupted one bit for bit.
+    When the optimum is not unique (ties, e.g. two identical features), the paths may return
+    different optimal rows: equal in ``||b||_1`` to the solver's tolerance (``LP_TOL`` on
+    rows of unit norm, about 1e-9 relative) and with ``C @ D = I`` to round-off, but not
+    equal entry by entry (and a resumed fit then differs from the uninterrupted one).
+
+    Parameters
+    ----------
+    C : array-like of shape (n_components, n_features)
+        The components as rows (the paper's ``A`` transposed); full row rank.
+    bases : object or None
+        What an earlier call returned with ``return_bases=True``: with ``highspy`` a
+        ``_WarmStart`` (updated in place and returned), else a list of per-row bases
+        ``(S, sigma)`` or None. Either kind is accepted by either solver.
+    return_bases : bool
+        Also return the bases found (for the next call).
+    solver : {"auto", "highspy", "scipy"} or None
+        None: the module's ``LP_SOLVER`` (``"auto"``: ``highspy`` when importable).
+
+    Returns
+    -------
+    D : ndarray of shape (n_features, n_components), float64
+        ``D = B.T``: ``C @ D = I``, and a block of data decodes as ``Y @ D``.
+    bases : ``_WarmStart`` or list, only if ``return_bases``
+
+    Raises
+    ------
+    InverseError
+        No left inverse exists (more components than features, a zero or dependent component,
+        non-finite entries) or a programme failed; the message names the row and the status.
+    """
+    D, found, _ = _min_inf(C, bases, solver=solver)
+    return (D, found) if return_bases else D
+
+
+def _resolve_solver(solver):
+    solver = LP_SOLVER if solver is None else solver
+    if solver not in LP_SOLVERS:
+        raise ValueError(f"LP solver {solver!r} is not supported; expected one of {LP_SOLVERS}.")
+    if solver == "auto":
+        return "highspy" if highspy is not None else "scipy"
+    if solver == "highspy" and highspy is None:
+        raise ImportError("the LP solver 'highspy' needs the highspy package: "
+                          "pip install highspy (or streamnmf[lp]).")
+    return solver
+
+
+def _min_inf(C, bases=None, solver=None):
+    """:func:`min_inf_inverse_rows` returning ``(D, bases, programmes solved)``."""
+    solver = _resolve_solver(solver)
+    C, norms = _check_components_for_inverse(C)
+    n, m = C.shape
+    if n == m:
+        try:
+            D = scipy.linalg.inv(C, check_finite=False)
+        except (np.linalg.LinAlgError, scipy.linalg.LinAlgError) as exc:
+            raise InverseError(
+                f"min-inf inverse: the square components matrix is singular ({exc}); they are "
+                "linearly dependent. Use fewer components or a better initialisation."
+            ) from None
+        if not np.all(np.isfinite(D)):
+            raise InverseError("min-inf inverse: the square components matrix is singular.")
+        return D, [None] * n, 0
+    # Scaling row k of C by 1/s_k scales the solution of row i by s_i: normalise for the
+    # solver's absolute tolerances, undo below.
+    Cn = C / norms[:, None]
+    if solver == "highspy":
+        start = bases if isinstance(bases, _WarmStart) else _WarmStart()
+        if not isinstance(bases, _WarmStart) and bases is not None and len(bases) == n:
+            start.reset((n, m))  # (S, sigma) hints of the scipy path: certificates only
+            start.hints = [h if h is not None and h[0].size == n and h[0].max() < m else None
+                           for h in bases]
+        B, solved = _min_inf_highspy(Cn, start)
+        return np.ascontiguousarray((B / norms[:, None]).T), start, solved
+    if isinstance(bases, _WarmStart):
+        bases = bases.hints
+    Aeq = None
+    solved = 0
+    B = np.empty((n, m))
+    found = [None] * n
+    for i in range(n):
+        b = None
+        hint = bases[i] if bases is not None and i < len(bases) else None
+        if hint is not None and hint[0].size == n and hint[0].max() < m:
+            b = _certify(Cn, i, hint)
+            if b is not None:
+                found[i] = hint
+        if b is None:
+            if Aeq is None:
+                Aeq = np.hstack([Cn, -Cn])
+            b, found[i] = _solve_row(Cn, Aeq, i)
+            solved += 1
+        B[i] = b / norms[i]
+    return np.ascontiguousarray(B.T), found, solved

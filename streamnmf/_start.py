@@ -1,0 +1,88 @@
+"""Data-driven starts: the successive projection algorithm (SPA) over the leading rows."""
+
+import numbers
+
+import numpy as np
+import scipy.sparse as sp
+
+__all__ = ["check_random_state", "spa_init"]
+
+
+def check_random_state(random_state):
+    """A ``np.random.Generator`` from None, an int, or a Generator."""
+    if isinstance(random_state, np.random.Generator):
+        return random_state
+    if random_state is None or isinstance(random_state, numbers.Integral):
+        return np.random.default_rng(random_state)
+    if isinstance(random_state, np.random.RandomState):
+        return np.random.default_rng(random_state.randint(2**31))
+    raise ValueError(
+        f"random_state must be None, an int or a numpy Generator, got {random_state!r}."
+    )
+
+
+def spa_init(Y, n_components, rng):
+    """Start rows from "pure" samples by the successive projection algorithm (SPA).
+
+    The AND paper suggests initialising with data points that contain one major feature. SPA
+    picks them greedily: the sample with the largest norm (after scaling every sample to unit
+    l1 norm), then the one with the largest norm after projecting out the picked ones, and so
+    on; under separability these are the purest samples. The projections are kept implicit
+    (an orthonormal basis of the picked rows and the squared projections of every row on it),
+    so a CSR block stays sparse: the cost is O(n_components * nnz + n_components^2 *
+    n_features). Rows SPA cannot fill (fewer samples or a smaller rank than
+    ``n_components``) are random convex combinations of samples.
+
+    Parameters
+    ----------
+    Y : {ndarray, csr_matrix} of shape (n_samples, n_features)
+    n_components : int
+    rng : numpy Generator
+
+    Returns
+    -------
+    C0 : ndarray of shape (n_components, n_features), float64
+    """
+    sparse = sp.issparse(Y)
+    Y = sp.csr_matrix(Y, dtype=np.float64) if sparse else np.asarray(Y, dtype=np.float64)
+    n_samples, n_features = Y.shape
+    l1 = np.asarray(abs(Y).sum(axis=1)).ravel()
+    scale = np.divide(1.0, l1, out=np.zeros_like(l1), where=l1 > 0)
+    R = sp.diags(scale) @ Y if sparse else Y * scale[:, None]
+    norms = np.asarray(R.multiply(R).sum(axis=1)).ravel() if sparse else np.einsum(
+        "ij,ij->i", R, R)
+    projected = np.zeros(n_samples)  # squared norm of every row's part in the picked span
+    # the orthonormal basis grows in place: stacking copied it once per pick (quadratic)
+    basis_rows = np.zeros((n_components, n_features))
+    basis = basis_rows[:0]
+    picked = []
+    top = norms.max() if n_samples else 0.0
+    while len(picked) < n_components:
+        residual = norms - projected
+        residual[picked] = -np.inf
+        j = int(np.argmax(residual)) if n_samples else 0
+        if not n_samples or residual[j] <= 1e-12 * top:
+            break
+        v = (R[j].toarray().ravel() if sparse else R[j].copy())
+        for _ in range(2):  # Gram-Schmidt twice: orthogonal to round-off
+            v -= basis.T @ (basis @ v)
+        length = np.linalg.norm(v)
+        if length <= 1e-9 * np.sqrt(norms[j]):
+            break
+        basis_rows[len(picked)] = v / length
+        basis = basis_rows[:len(picked) + 1]
+        projected += np.square(R @ basis[-1])
+        picked.append(j)
+    C0 = np.empty((n_components, n_features))
+    for i, j in enumerate(picked):
+        C0[i] = Y[j].toarray().ravel() if sparse else Y[j]
+    missing = n_components - len(picked)
+    if missing:
+        if n_samples == 0 or not (l1 > 0).any():
+            C0[len(picked):] = rng.uniform(0.0, 1.0, (missing, n_features))
+        else:
+            weights = rng.dirichlet(np.ones(n_samples), size=missing)
+            mean_abs = float(abs(Y).sum()) / (n_samples * n_features)
+            C0[len(picked):] = np.asarray(weights @ Y) + 1e-3 * rng.standard_normal(
+                (missing, n_features)) * (mean_abs + 1e-12)
+    return C0
