@@ -21,11 +21,12 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from . import __version__, _engine
 from . import _kernels as K
 from ._blas import BlasThreads, check_blas_threads
+from ._driver import FitPosition, InProcess
 from ._start import check_random_state, spa_init
 from .drift import DriftDetector, reseed_components
 from .schedules import make_schedule
 from .io import as_source, atomic, input_files, records
-from .io.sources import check_block, leading_rows
+from .io.sources import check_block
 
 INIT_OPTIONS = ("spa", "random")
 #: early stop on a plateau of the objective: a fall of less than this (relative) over
@@ -263,7 +264,7 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         self._early_stopped = False
         self._in_fit = False
         self._data_shape = (-1 if n_samples is None else int(n_samples), int(n_features))
-        self._position = (0, 0)  # (pass, samples of the pass consumed): where fit resumes
+        self._progress = FitPosition(self._data_shape[0])  # where fit resumes
         self._last_checkpoint = (time.monotonic(), 0)
         self._source_order = self._source_order_unknown()
         self.n_features_in_ = n_features
@@ -296,77 +297,57 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         -------
         self
         """
-        if getattr(self, "client", None) is not None or _is_dask_array(X):
-            from ._dask import fit_distributed  # dask is an optional extra
-
-            return fit_distributed(self, X, resume=resume, overwrite=overwrite)
         self._check_params()
-        source = self._fit_source(X)
-        if source.n_samples == 0:
-            raise ValueError("Found array with 0 sample(s) while a minimum of 1 is required.")
         if resume and self.checkpoint is None:
             raise ValueError("resume=True needs the checkpoint parameter: a file path.")
-        # What fixes the order of the samples: a resumed fit must read them the same way.
-        source_order = dict(
-            block_rows=int(getattr(source, "block_rows", None) or -1),
-            shuffle_seed=int(getattr(source, "seed", None) if getattr(source, "shuffle", False)
-                             else -1),
-        )
-        self._check_checkpoint_target(
-            input_files(X, source),
-            self._identity(source.n_samples, source.n_features, source.dtype, source_order),
-            resume, overwrite)
-        blocks = source.blocks()
-        try:  # the leading rows seed a data-driven init (copied: a source may reuse buffers)
-            first = leading_rows(blocks, source.n_features, source.n_samples)
-        finally:
-            if hasattr(blocks, "close"):
-                blocks.close()  # stops a read-ahead thread at once
-        self._start(first, first.shape[1], source.dtype or first.dtype, source.n_samples)
-        del first
-        self._source_order = source_order
-        if resume:
-            self._resume()
-        self._in_fit = True
-        loop = self._loop
+        executor = self._executor(X)
+        if executor.n_samples == 0:
+            raise ValueError("Found array with 0 sample(s) while a minimum of 1 is required.")
         try:
-            with BlasThreads(self.blas_threads) as blas:
-                self._run_passes(source, loop, blas)
-        except _engine.DivergenceError:
-            self._finish()  # the last finite components stay available
-            raise
+            self._check_checkpoint_target(
+                executor.files,
+                self._identity(executor.n_samples, executor.n_features, executor.dtype,
+                               executor.source_order),
+                resume, overwrite)
+            first = executor.leading()
+            # a stream of blocks may learn its feature count from its first block
+            self._start(first, first.shape[1], executor.dtype or first.dtype,
+                        executor.n_samples)
+            del first
+            self._source_order = executor.source_order
+            if resume:
+                self._resume()
+            self._in_fit = True
+            try:
+                executor.run(self._loop, self._progress, self._n_stages_max,
+                             self._periodic_checkpoint)
+            except _engine.DivergenceError:
+                self._finish()  # the last finite components stay available
+                raise
+            finally:
+                self._in_fit = False
         finally:
-            self._in_fit = False
+            executor.release()
         self._finish()
         return self
 
-    def _run_passes(self, source, loop, blas):
-        """Stages over the source from ``self._position`` until the loop stops."""
-        while not loop.stopped and loop.stage < self._n_stages_max:
-            epoch, offset = self._position
-            waited = time.perf_counter()
-            for block in source.blocks(start=offset, epoch=epoch):
-                # waiting for the source (reading, validation) is part of fitting time
-                loop.seconds += time.perf_counter() - waited
-                blas.update()
-                self._block_seen0 = loop.samples_seen
-                loop.consume(block)
-                offset += loop.samples_seen - self._block_seen0
-                self._position = self._normalized(epoch, offset)
-                self._periodic_checkpoint()
-                if loop.stopped:
-                    break
-                waited = time.perf_counter()
-            else:
-                self._position = (epoch + 1, 0)
+    def _executor(self, X):
+        """What runs the stages: a Dask executor with a client or for a dask array (dask is
+        an optional extra), else this process, over the validated source of X."""
+        if getattr(self, "client", None) is not None or _is_dask_array(X):
+            from ._dask import make_executor
+
+            return make_executor(X, self.client if hasattr(self, "client") else None,
+                                 self._fit_source, self._make_rule().per_sample,
+                                 getattr(self, "update", None), self.blas_threads)
+        source = self._fit_source(X)
+        executor = InProcess(source, self.blas_threads)
+        executor.files = input_files(X, source)
+        return executor
 
     @staticmethod
     def _source_order_unknown():
         return dict(block_rows=-1, shuffle_seed=-1)
-
-    def _normalized(self, epoch, offset):
-        n_samples = self._data_shape[0]
-        return (epoch + 1, 0) if 0 <= n_samples <= offset else (epoch, offset)
 
     def partial_fit(self, X, y=None, resume=False, overwrite=False):
         """Feed one chunk of a stream.
@@ -535,9 +516,7 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
             self._checkpoint_deferred = True
         elif self.checkpoint is not None:
             if self._in_fit:
-                seen_in_block = loop.samples_seen - self._block_seen0
-                epoch, offset = self._position
-                position = self._normalized(epoch, offset + seen_in_block)
+                position = self._progress.at(loop.samples_seen)
             else:
                 position = (0, loop.samples_seen)
             self._write_checkpoint(position)
@@ -603,7 +582,7 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         due = (loop.samples_seen - last_seen >= every) if isinstance(every, numbers.Integral) \
             else (time.monotonic() - last_time >= every)
         if due and loop.samples_seen > last_seen:
-            self._write_checkpoint(self._position)
+            self._write_checkpoint(self._progress.position)
 
     def _write_checkpoint(self, position):
         loop = self._loop
@@ -668,7 +647,7 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         # decided from the data at the start: the checkpoint's decision is the one to keep
         self.nonnegative_ = loop.rule.nonnegative = bool(attrs.get("nonnegative", False))
         self._early_stopped = loop.stopped = bool(attrs["early_stopped"])
-        self._position = (int(attrs["epoch"]), int(attrs["offset"]))
+        self._progress.move_to((int(attrs["epoch"]), int(attrs["offset"])), loop.samples_seen)
         self._stalled = int(attrs["stalled"])
         self._recovering = bool(attrs.get("recovering", False))
         self._best_change = float(attrs["best_change"])

@@ -1,7 +1,7 @@
 """The Dask backend: every stage of a full-batch update is one map-reduce over row blocks.
 
-``fit`` calls :func:`fit_distributed` when the estimator has a ``client`` or when ``X`` is a
-dask array. A stage of ``update="stagewise"`` or ``"gd"`` (a rule with ``per_sample=False``)
+The estimator's ``fit`` runs its stages with the executor of :func:`make_executor` when it has
+a ``client`` or ``X`` is a dask array. A stage of ``update="stagewise"`` or ``"gd"`` (a rule with ``per_sample=False``)
 fixes the decoding matrix ``D`` and the threshold ``alpha``; the blocks are independent given
 those two, so a stage is
 
@@ -50,13 +50,14 @@ import numpy as np
 
 from . import _engine
 from .io import input_files
+from ._driver import InProcess
 from ._engine import single_threaded_blas
 from .io.sources import (
     ArraySource, Prefetch, Source, block_order, check_block, default_block_rows, init_rows,
     leading_rows, pass_ranges,
 )
 
-__all__ = ["fit_distributed", "local_cluster"]
+__all__ = ["make_executor", "DaskStages", "local_cluster"]
 
 INSTALL_HINT = "pip install 'streamnmf[dask]'"
 
@@ -433,13 +434,14 @@ class _DaskArray:
         self.chunks = None
 
 
-def _as_input(estimator, X):
-    """What fit_distributed maps over, validated the way the single-process fit validates."""
+def _as_input(X, validate):
+    """What the workers map over; ``validate`` turns other data into a validated source, as
+    the single-process fit does."""
     if type(X).__module__.startswith("dask.") and hasattr(X, "to_dask_array"):
         X = X.to_dask_array(lengths=True)  # a dask DataFrame
     if type(X).__module__.startswith("dask.") and hasattr(X, "chunks"):
         return _DaskArray(X)
-    source = estimator._fit_source(X)  # validates in-memory data with scikit-learn's rules
+    source = validate(X)  # in-memory data by scikit-learn's rules
     while isinstance(source, Prefetch):  # reading ahead is the workers' business now
         source = source.source
     if isinstance(source, ArraySource):
@@ -573,8 +575,7 @@ def _plan_stage(inp, position, need):
     return ranges, (epoch, offset)
 
 
-def _sequential_message(estimator):
-    update = getattr(estimator, "update", None)
+def _sequential_message(update):
     what = f"update={update!r}" if update is not None else "This estimator's update"
     return (
         f"{what} changes the components after every sample, so a pass is sequential and "
@@ -606,88 +607,97 @@ class _DaskChunks(Source):
             yield block[lo - offset:hi - offset]
 
 
-# -- the fit -------------------------------------------------------------------------------------
+# -- the executor -------------------------------------------------------------------------------
 
-def fit_distributed(estimator, X, resume=False, overwrite=False):
-    """Fit ``estimator`` (AND or Purification, a full-batch update) with Dask.
+def make_executor(X, client, validate, per_sample, update=None, blas_threads=None):
+    """The executor of a fit with Dask (see :mod:`streamnmf._driver`).
 
     One stage is one map-reduce: ``D`` and ``alpha`` broadcast once, one task per row block
-    computing the block's statistics, a tree sum, the solve on the client. Listeners
-    (early stop, callback, checkpoint at every stage end) run as in the single-process fit.
+    computing the block's statistics, a tree sum, the stage end on the client. The estimator's
+    fit drives it as it drives the in-process executor: listeners (early stop, callback,
+    checkpoint at every stage end) run as in the single-process fit, and a checkpoint of either
+    resumes with the other.
 
     Parameters
     ----------
-    estimator : StreamingNMFBase
-        Its ``client`` (a ``dask.distributed.Client``) runs the tasks; None: dask's current
-        scheduler (``dask.compute``), allowed only for a dask array ``X``.
     X : dask array, HDF5 path / ``(path, name)`` / h5py object / HDF5Source, or in-memory array
         An HDF5 file must be readable at the same path on every worker. An in-memory array is
         scattered to the workers once, in row blocks.
-    resume : bool, default=False
-        Continue from ``estimator.checkpoint`` (written at every stage end, by either backend).
-    overwrite : bool, default=False
-        Start afresh over an existing checkpoint of this same fit (as ``fit``).
+    client : dask.distributed.Client or None
+        Runs the tasks; None: dask's current scheduler (``dask.compute``), for a dask array.
+    validate : callable
+        ``validate(X)``: the validated source of data that is not a dask array.
+    per_sample : bool
+        Whether the rule updates per sample (then only a dask array without a client, streamed
+        chunk by chunk in this process).
+    update : str or None
+        The estimator's ``update``, for the message.
+    blas_threads : int, "auto" or None
+        BLAS threads of the sequential case.
 
     Returns
     -------
-    estimator
+    DaskStages or InProcess
 
     Raises
     ------
     ImportError
         dask is not installed.
     ValueError
-        A per-sample update (``update="sgd"``) with a client, a source without random access
-        (a generator of blocks), or invalid data or parameters.
+        A per-sample update with a client, a source without random access (a generator of
+        blocks), or invalid data.
     """
     dask = _import_dask()
-    estimator._check_params()
-    client = getattr(estimator, "client", None)
-    if estimator._make_rule().per_sample:
-        if client is not None or not (type(X).__module__.startswith("dask.")
-                                      and hasattr(X, "chunks")):
-            raise ValueError(_sequential_message(estimator))
+    is_dask_array = type(X).__module__.startswith("dask.") and hasattr(X, "chunks")
+    if per_sample:
+        if client is not None or not is_dask_array:
+            raise ValueError(_sequential_message(update))
         # a dask array without a client: stream its chunks through the sequential loop
-        source = _DaskChunks(_DaskArray(X), dask)
-        return type(estimator).fit(estimator, source, resume=resume, overwrite=overwrite)
-    if resume and estimator.checkpoint is None:
-        raise ValueError("resume=True needs the checkpoint parameter: a file path.")
-    inp = _as_input(estimator, X)
-    if inp.n_samples == 0:
-        raise ValueError("Found array with 0 sample(s) while a minimum of 1 is required.")
-    # what fixes the order of the samples, recorded as the single-process fit records it: a
-    # checkpoint of either backend resumes with the other
-    source_order = dict(
-        block_rows=inp.block_rows, shuffle_seed=-1 if inp.seed is None else int(inp.seed))
-    estimator._check_checkpoint_target(
-        input_files(X, getattr(inp, "source", None)),
-        estimator._identity(inp.n_samples, inp.n_features, inp.dtype, source_order),
-        resume, overwrite)
-    runner = _Runner(dask, client)
-    first = inp.leading(runner)
-    estimator._start(first, inp.n_features, inp.dtype, inp.n_samples)
-    del first
-    estimator._source_order = source_order
-    if resume:
-        estimator._resume()
-    loop = estimator._loop
-    kind, with_sum_y = loop.rule.kind, bool(loop.rule.needs_sum_y)
-    # On a LocalCluster (or dask's local schedulers) the workers own this machine's cores: the
-    # client's per-stage solve runs on one BLAS thread, else OpenBLAS's threads spin after it
-    # and take the cores from the workers (measured: 7x the client's CPU, 2x the pass time).
-    shared = single_threaded_blas() if _shares_cores(client) else contextlib.nullcontext()
-    estimator._in_fit = True
-    try:
+        executor = InProcess(_DaskChunks(_DaskArray(X), dask), blas_threads)
+        executor.files = []
+        return executor
+    return DaskStages(_as_input(X, validate), _Runner(dask, client), X)
+
+
+class DaskStages:
+    """Runs each stage as one map-reduce over Dask workers."""
+
+    def __init__(self, inp, runner, X):
+        self.inp, self.runner = inp, runner
+        self.n_samples, self.n_features, self.dtype = inp.n_samples, inp.n_features, inp.dtype
+        # what fixes the order of the samples, recorded as the single-process fit records it
+        self.source_order = dict(
+            block_rows=inp.block_rows, shuffle_seed=-1 if inp.seed is None else int(inp.seed))
+        self.files = input_files(X, getattr(inp, "source", None))
+
+    def leading(self):
+        return self.inp.leading(self.runner)
+
+    def run(self, loop, position, n_stages, after_block):
+        """The stages, until the listeners stop the loop or ``n_stages`` is reached; every
+        stage ends at a block boundary, so a checkpoint records its end exactly."""
+        kind, with_sum_y = loop.rule.kind, bool(loop.rule.needs_sum_y)
+        # On a LocalCluster (or dask's local schedulers) the workers own this machine's cores:
+        # the client's per-stage solve runs on one BLAS thread, else OpenBLAS's threads spin
+        # after it and take the cores from the workers (measured: 7x the client's CPU, 2x the
+        # pass time).
+        shared = single_threaded_blas() if _shares_cores(self.runner.client) \
+            else contextlib.nullcontext()
         with shared:
-            _fit_stages(estimator, loop, inp, runner, kind, with_sum_y)
-    except _engine.DivergenceError:
-        estimator._finish()  # the last finite components stay available
-        raise
-    finally:
-        estimator._in_fit = False
-        inp.release(runner)
-    estimator._finish()
-    return estimator
+            while not loop.stopped and loop.stage < n_stages:
+                need = loop.stage_length - loop.stats.count  # > 0 after a mid-stage checkpoint
+                ranges, end = _plan_stage(self.inp, position.position, need)
+                t0 = time.perf_counter()
+                stats = self.runner.run(self.inp, ranges, loop.D, loop.alpha, kind, with_sum_y)
+                if stats.count != need:  # pragma: no cover - a broken source
+                    raise RuntimeError(f"a stage got {stats.count} samples, expected {need}.")
+                loop.add_stats(stats, time.perf_counter() - t0)
+                del stats
+                position.move_to(end, loop.samples_seen)
+                loop.end_stage()
+
+    def release(self):
+        self.inp.release(self.runner)
 
 
 def _shares_cores(client):
@@ -699,20 +709,3 @@ def _shares_cores(client):
     except ImportError:  # pragma: no cover
         return False
     return isinstance(getattr(client, "cluster", None), LocalCluster)
-
-
-def _fit_stages(estimator, loop, inp, runner, kind, with_sum_y):
-    """The stages, until the listeners stop the loop or n_stages is reached."""
-    while not loop.stopped and loop.stage < estimator._n_stages_max:
-        need = loop.stage_length - loop.stats.count  # > 0 after a mid-stage checkpoint
-        ranges, end = _plan_stage(inp, estimator._position, need)
-        t0 = time.perf_counter()
-        stats = runner.run(inp, ranges, loop.D, loop.alpha, kind, with_sum_y)
-        if stats.count != need:  # pragma: no cover - a broken source
-            raise RuntimeError(f"a stage got {stats.count} samples, expected {need}.")
-        loop.add_stats(stats, time.perf_counter() - t0)
-        del stats
-        # the stage ends at a block boundary: the checkpoint records ``end`` exactly
-        estimator._position = end
-        estimator._block_seen0 = loop.samples_seen
-        loop.end_stage()

@@ -200,11 +200,11 @@ def test_a_stream_without_random_access_is_refused(data, thread_client):
 
 
 def test_without_dask_import_error_names_the_extra(monkeypatch, data):
-    from streamnmf._dask import fit_distributed
+    from streamnmf._dask import make_executor
 
     monkeypatch.setitem(sys.modules, "dask", None)  # "import dask" raises ImportError
     with pytest.raises(ImportError, match=r"pip install 'streamnmf\[dask\]'"):
-        fit_distributed(AND(N_COMPONENTS), data)
+        make_executor(data, None, None, per_sample=False)
 
 
 def test_streamnmf_imports_and_fits_without_dask():
