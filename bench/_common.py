@@ -192,16 +192,37 @@ def save_json(obj, path):
     return path
 
 
-def results_folder(quick):
-    """Where a benchmark writes by default: ``bench/results`` for a full run (one canonical
-    file per benchmark), an ignored ``bench/results/tmp`` for ``--quick``."""
-    return RESULTS / "tmp" if quick else RESULTS
+def canonical_run(parser, args, ignore=()):
+    """True when every option in ``args`` except ``--quick``, ``--out`` and those named in
+    ``ignore`` (options that change no number: work folders, ``--keep``) has its default
+    value in ``parser``: such a full run is the benchmark's canonical run."""
+    skip = {"quick", "out", *ignore}
+    return all(getattr(args, action.dest) == action.default for action in parser._actions
+               if action.dest not in skip and action.dest != "help"
+               and hasattr(args, action.dest))
 
 
-def write_results(result, out, name, quick, plot):
-    """Save ``result`` as ``<out>/<name>[-quick].json``, draw ``plot(result, png_path)`` next
-    to it and print where both went (with ``result["total_seconds"]``)."""
-    stem = Path(out) / (name + ("-quick" if quick else ""))
+def results_folder(quick, canonical=True):
+    """Where a benchmark writes by default: ``bench/results`` for the canonical run (full,
+    default options: one file per benchmark), the git-ignored ``bench/results/tmp`` for
+    ``--quick`` and for runs with other options."""
+    return RESULTS if canonical and not quick else RESULTS / "tmp"
+
+
+def output_stem(name, quick, out=None, canonical=True):
+    """The path, without extension, of a benchmark's outputs: ``<folder>/<name>``, to which a
+    script adds ``.json``, ``.png`` or ``_<part>.png``. The folder is ``out`` (``--out``) when
+    given, else :func:`results_folder`; it is created."""
+    folder = Path(out) if out else results_folder(quick, canonical)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / name
+
+
+def write_results(result, stem, plot):
+    """Save ``result`` as ``<stem>.json`` (see :func:`output_stem`), draw
+    ``plot(result, png_path)`` to ``<stem>.png`` and print where both went (with
+    ``result["total_seconds"]``)."""
+    stem = Path(stem)
     path = save_json(result, stem.with_suffix(".json"))
     plot(result, stem.with_suffix(".png"))
     print(f"wrote {path} and {stem.with_suffix('.png')} ({result['total_seconds']:.0f} s)")

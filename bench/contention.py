@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from _common import RESULTS, machine_info, save_json, table
+from _common import canonical_run, machine_info, output_stem, save_json, table
 
 SETTINGS = ("auto", "1", "None")
 
@@ -91,8 +91,11 @@ def main():
     parser.add_argument("--quick", action="store_true", help="smaller fits (a minute)")
     parser.add_argument("--busy", type=int, default=2, help="busy processes in the busy case")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--out", default=str(RESULTS))
+    parser.add_argument("--out", default=None,
+                        help="output folder (default: bench/results, or bench/results/tmp "
+                             "for --quick and non-default options)")
     args = parser.parse_args()
+    stem = output_stem("contention", args.quick, args.out, canonical_run(parser, args))
     t0 = time.perf_counter()
     rows = []
     for which in ("purification", "and"):
@@ -105,8 +108,7 @@ def main():
                 flush=True)
     result = dict(benchmark="contention", quick=args.quick, repeats=args.repeats, rows=rows,
                   total_seconds=time.perf_counter() - t0, machine=machine_info())
-    name = "contention" + ("-quick" if args.quick else "")
-    path = save_json(result, f"{args.out}/{name}.json")
+    path = save_json(result, stem.with_suffix(".json"))
     print(table([{"workload": r["workload"], "busy": r["busy_processes"],
                   **{f"{s} s": r["median"][s] for s in SETTINGS},
                   "auto/1": r["auto_over_one"], "auto/None": r["auto_over_none"]}

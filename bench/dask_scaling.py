@@ -18,8 +18,8 @@ stages on the same data:
 * ``raw-1`` / ``raw-2``: the map work of a pass (read, decode, accumulate; no Dask, no solve) in
   1 or 2 plain processes of a ``multiprocessing`` pool, decoding with the fits' middle stage's
   matrix and threshold: the speedup this machine allows at that moment. On a shared machine with
-  ``sched_autogroup_enabled=1`` CPU is shared fairly between sessions, so while other sessions
-  are busy a second process gets little extra CPU, and no code can reach 2x;
+  ``sched_autogroup_enabled=1`` CPU is shared fairly between process groups (autogroups), so
+  while other groups are busy a second process gets little extra CPU, and no code can reach 2x;
   ``raw-1 / raw-2`` measures that ceiling.
 
 The seconds of a pass are the differences of ``history_["seconds"]`` (map-reduce wall time plus
@@ -37,7 +37,8 @@ workers map their blocks) and reused: full 200000 x 1000 (1.6 GB, 96 blocks; n_c
 100), quick 59040 x 400 (189 MB, 12 blocks; 40).
 
 ``--n-samples`` changes the number of rows (passes of several seconds at one worker: 600000
-rows, 4.8 GB).
+rows, 4.8 GB). The canonical run (default options, not ``--quick``) writes
+``bench/results/dask_scaling.json``; other runs write to ``bench/results/tmp/``.
 
 Usage: ``python bench/dask_scaling.py [--quick] [--n-samples N] [--data PATH] [--out DIR]``
 """
@@ -192,7 +193,7 @@ def _reduction_depth(n_tasks):
 
 
 def _autogroup():
-    """Whether the kernel shares CPU fairly between sessions (autogroups) rather than
+    """Whether the kernel shares CPU fairly between process groups (autogroups) rather than
     processes: then extra worker processes get no extra CPU on a busy machine."""
     try:
         with open("/proc/sys/kernel/sched_autogroup_enabled") as f:
@@ -207,18 +208,22 @@ def main(argv=None):
     parser.add_argument("--data", default=None,
                         help="HDF5 file to use or create (default: in the temp directory)")
     parser.add_argument("--n-samples", type=int, default=None,
-                        help="rows of the data file (default: 200000 full, 59040 quick); the "
-                             "results go to dask_scaling-<n>.json when it differs")
+                        help="rows of the data file (default: 200000 full, 59040 quick); other "
+                             "values write to bench/results/tmp")
     parser.add_argument("--stages", type=int, default=None, help="stages per fit")
     parser.add_argument("--rounds", type=int, default=None, help="round-robin rounds")
-    parser.add_argument("--out", default=str(_common.RESULTS))
+    parser.add_argument("--out", default=None,
+                        help="output folder (default: bench/results, or bench/results/tmp "
+                             "for --quick and non-default options)")
     args = parser.parse_args(argv)
+    canonical = _common.canonical_run(parser, args, ignore=("data", "n_samples"))
     size_name = "quick" if args.quick else "full"
     size = dict(SIZES[size_name])
     stages = args.stages or size["stages"]
     rounds = args.rounds or size["rounds"]
     n, m, k = size["n_samples"], size["n_features"], size["n_components"]
     custom_n = args.n_samples is not None and args.n_samples != n
+    stem = _common.output_stem("dask_scaling", args.quick, args.out, canonical and not custom_n)
     if args.n_samples is not None:
         if args.n_samples < 1:
             parser.error(f"--n-samples must be at least 1, got {args.n_samples}")
@@ -256,7 +261,7 @@ def main(argv=None):
     D, alpha, kind = warm._loop.D, warm._loop.alpha, warm._loop.rule.kind
     import multiprocessing
 
-    from streamnmf.sources import pass_ranges
+    from streamnmf.io.sources import pass_ranges
 
     ranges = list(pass_ranges(n, source.block_rows))
     pool = multiprocessing.get_context("spawn").Pool(2, initializer=_raw_init)
@@ -405,9 +410,7 @@ def main(argv=None):
         components_max_rel_diff=differences, traffic=traffic, worker_blas_threads=blas_threads,
         machine=machine,
     )
-    out = Path(args.out) / (f"dask_scaling{'-quick' if args.quick else ''}"
-                            f"{f'-{n}' if custom_n else ''}.json")
-    _common.save_json(result, out)
+    out = _common.save_json(result, stem.with_suffix(".json"))
     print(f"wrote {out}")
 
 

@@ -19,8 +19,9 @@ correlation error (``streamnmf.metrics.log_total_correlation_error``) against th
 the block just consumed, every ``--every`` blocks (5); generating blocks and measuring are
 outside the fit clock.
 
-Outputs ``drift[-quick].json`` and ``.png`` (ln error against samples, one panel per
-scenario) in ``--out`` and prints the acceptance figures: ln before the change and 50 blocks
+Outputs ``drift.json`` and ``.png`` (ln error against samples, one panel per scenario) in
+``bench/results`` (``bench/results/tmp`` for ``--quick`` and non-default options; ``--out``
+overrides) and prints the acceptance figures: ln before the change and 50 blocks
 after it (abrupt); whether AND is below every peer at every point after its first
 convergence (rotation), with the truth's own movement per block that bounds the lag; the
 largest rise over the error before the change (weights); the final error against the best
@@ -210,8 +211,12 @@ def main(argv=None):
     parser.add_argument("--stationary", type=int, default=500)
     parser.add_argument("--every", type=int, default=5)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--out", default=None)
+    parser.add_argument("--out", default=None,
+                        help="output folder (default: bench/results, or bench/results/tmp "
+                             "for --quick and non-default options)")
     args = parser.parse_args(argv)
+    stem = _common.output_stem("drift", args.quick, args.out,
+                               _common.canonical_run(parser, args))
     if args.quick:
         args.components, args.features, args.block = 20, 300, 1000
         args.converge, args.after, args.rotate, args.stationary = 60, 40, 60, 120
@@ -247,8 +252,7 @@ def main(argv=None):
             change_at_samples=args.converge * args.block if scenario != "stationary" else 0)
         print(f"{scenario}: {summary}", flush=True)
     result["total_seconds"] = time.perf_counter() - t_start
-    out = args.out or _common.results_folder(args.quick)
-    _common.write_results(result, out, "drift", args.quick, plot)
+    _common.write_results(result, stem, plot)
 
 
 if __name__ == "__main__":

@@ -27,10 +27,11 @@ per stage at the sampling floor) and ``decay`` (``eta = 0.5, step_decay = 2``, t
 setting of bench/purification.py: the change shrinks like ``1 / t``); the full run also
 times a late window of the decaying fit (``decay-late``: stages 30-40).
 
-Outputs ``lp_inverse[-quick].json`` and ``.png`` in ``--out`` and prints the table. Heavy
+Outputs ``lp_inverse.json`` and ``.png`` in ``bench/results`` (``bench/results/tmp`` for
+``--quick``; ``--out`` overrides) and prints the table. Heavy
 numerics run single-threaded (``OPENBLAS_NUM_THREADS=1`` unless the environment sets it).
 
-Usage: ``OPENBLAS_NUM_THREADS=1 python bench/lp_inverse.py [--quick] [--out bench/results]
+Usage: ``OPENBLAS_NUM_THREADS=1 python bench/lp_inverse.py [--quick] [--out DIR]
 [--replot]``
 """
 
@@ -53,7 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import _common  # noqa: E402
 from streamnmf import Purification  # noqa: E402
 from streamnmf import _engine  # noqa: E402
-from streamnmf import _purification as P  # noqa: E402
+from streamnmf import _lp as P  # noqa: E402
 from streamnmf.datasets import iter_purification_data, make_init  # noqa: E402
 
 SCHEDULES = {"constant": dict(eta=0.5), "decay": dict(eta=0.5, step_decay=2.0)}
@@ -242,18 +243,20 @@ def plot(res, path):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small run (2-3 minutes)")
-    parser.add_argument("--out", default=str(_common.RESULTS))
+    parser.add_argument("--out", default=None,
+                        help="output folder (default: bench/results, or bench/results/tmp "
+                             "for --quick)")
     parser.add_argument("--replot", action="store_true",
                         help="redraw the plot and the table from the saved JSON only")
     args = parser.parse_args(argv)
     mode = "quick" if args.quick else "full"
-    out = Path(args.out)
-    stem = "lp_inverse-quick" if args.quick else "lp_inverse"
+    stem = _common.output_stem("lp_inverse", args.quick, args.out,
+                               _common.canonical_run(parser, args, ignore=("replot",)))
     if args.replot:
-        with open(out / f"{stem}.json") as f:
+        with open(stem.with_suffix(".json")) as f:
             res = json.load(f)["results"]
         print(report(res))
-        print("wrote", plot(res, out / f"{stem}.png"))
+        print("wrote", plot(res, stem.with_suffix(".png")))
         return
     cfg = CONFIG[mode]
     have_highspy = P.highspy is not None
@@ -284,8 +287,8 @@ def main(argv=None):
     print(text)
     doc = dict(mode=mode, config=cfg, total_wall=total, results=res, report=text,
                machine=machine)
-    path = _common.save_json(doc, out / f"{stem}.json")
-    print(f"wrote {path} and {plot(res, out / f'{stem}.png')} in {total:.0f}s")
+    path = _common.save_json(doc, stem.with_suffix(".json"))
+    print(f"wrote {path} and {plot(res, stem.with_suffix('.png'))} in {total:.0f}s")
 
 
 if __name__ == "__main__":

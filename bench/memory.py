@@ -19,7 +19,8 @@ compiling (kept out of the table: every measured fit runs with the warm cache).
 Acceptance: the median peak RSS at the largest file exceeds the one at the smallest file by
 less than 10 %.
 
-Outputs ``memory[-quick].json`` / ``.png`` in ``--out``; the generated files are deleted at
+Outputs ``memory.json`` / ``.png`` in ``bench/results`` (``bench/results/tmp`` for
+``--quick`` and non-default options; ``--out`` overrides); the generated files are deleted at
 the end unless ``--keep`` (``--workdir`` reuses files already there).
 
 Usage: ``python bench/memory.py [--quick] [--keep] [--workdir DIR] [--repeats N]``
@@ -58,7 +59,7 @@ PROBE = (
     "print(json.dumps(dict(import_s=t1 - t0, first_fit_s=t2 - t1, second_fit_s=t3 - t2)))"
 )
 IMPORTS = ("import numpy, scipy.linalg, h5py, numba, sklearn; import streamnmf, streamnmf.cli, "
-           "streamnmf.hdf5, streamnmf._engine, streamnmf._kernels")
+           "streamnmf.io.hdf5, streamnmf._engine, streamnmf._kernels")
 
 
 def generate(path, n_samples, seed=0):
@@ -102,8 +103,8 @@ def fit_once(path, workdir, mode, extra_env=None):
 
 def _ring(path):
     """Block size and ring of buffers the CLI's reader (prefetch on) allocates for a file."""
-    from streamnmf.hdf5 import HDF5Source
-    from streamnmf.sources import RING_BUFFERS
+    from streamnmf.io.hdf5 import HDF5Source
+    from streamnmf.io.sources import RING_BUFFERS
 
     src = HDF5Source(path, prefetch=True)
     n_blocks = -(-src.n_samples // src.block_rows)
@@ -179,8 +180,12 @@ def main(argv=None):
     parser.add_argument("--keep", action="store_true", help="keep the generated files")
     parser.add_argument("--workdir", default=None, help="folder of the generated files")
     parser.add_argument("--repeats", type=int, default=None)
-    parser.add_argument("--out", default=str(_common.RESULTS))
+    parser.add_argument("--out", default=None,
+                        help="output folder (default: bench/results, or bench/results/tmp "
+                             "for --quick and non-default options)")
     args = parser.parse_args(argv)
+    stem = _common.output_stem("memory", args.quick, args.out, _common.canonical_run(
+        parser, args, ignore=("keep", "workdir", "worker")))
     size_kind = "quick" if args.quick else "full"
     sizes = SIZES[size_kind]
     repeats = args.repeats or 2
@@ -308,7 +313,7 @@ def main(argv=None):
     print(f"compile (empty numba cache): +{compile_info['compile_s']:.2f} s on the first fit; "
           f"CLI peak RSS {compile_info['cli_cold_maxrss_mib']:.0f} MiB while compiling vs "
           f"{compile_info['cli_warm_maxrss_mib']:.0f} MiB (excluded from the table above)")
-    _common.write_results(result, args.out, "memory", args.quick, plot)
+    _common.write_results(result, stem, plot)
     return 0
 
 

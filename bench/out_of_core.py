@@ -163,12 +163,16 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--only", default="memory,overlap,sparse")
-    parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    parser.add_argument("--out", default=None,
+                        help="output folder of every script (default: each script's own "
+                             "choice, bench/results or bench/results/tmp)")
     parser.add_argument("--workdir", default=None)
     args = parser.parse_args(argv)
     failed = []
     for name in args.only.split(","):
-        cmd = [sys.executable, str(HERE / f"{name}.py"), "--out", args.out]
+        cmd = [sys.executable, str(HERE / f"{name}.py")]
+        if args.out:
+            cmd += ["--out", args.out]
         if args.quick:
             cmd.append("--quick")
         if args.workdir:

@@ -30,7 +30,8 @@ Compile time: a small fit of in-memory data of the same dtype runs first in ever
 is reported separately (``warmup_s``; the kernels are cached on disk, so it is mostly the cache
 load); stage 0 of every fit is left out of the medians.
 
-Outputs ``overlap[-quick].json`` / ``.png`` in ``--out``. The file is deleted at the end
+Outputs ``overlap.json`` / ``.png`` in ``bench/results`` (``bench/results/tmp`` for
+``--quick`` and non-default options; ``--out`` overrides). The file is deleted at the end
 unless ``--keep``.
 
 Usage: ``python bench/overlap.py [--quick] [--keep] [--workdir DIR] [--repeats N]``
@@ -254,9 +255,13 @@ def main(argv=None):
     parser.add_argument("--workdir", default=None)
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--n-stages", type=int, default=None)
-    parser.add_argument("--out", default=str(_common.RESULTS))
+    parser.add_argument("--out", default=None,
+                        help="output folder (default: bench/results, or bench/results/tmp "
+                             "for --quick and non-default options)")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    stem = _common.output_stem("overlap", args.quick, args.out, _common.canonical_run(
+        parser, args, ignore=("keep", "workdir", "worker")))
     if args.worker:
         return worker(json.loads(args.worker))
     kind = "quick" if args.quick else "full"
@@ -328,7 +333,7 @@ def main(argv=None):
           " pass read_direct = prefetch on, memory_map=False")
     warm = [w["warmup_s"] for w in workers]
     print(f"compile/cache-load warm-up per worker: median {np.median(warm):.2f} s (excluded)")
-    _common.write_results(result, args.out, "overlap", args.quick, plot)
+    _common.write_results(result, stem, plot)
     return 0
 
 

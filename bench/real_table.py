@@ -20,7 +20,10 @@ documents of the data set, a pair co-occurs in a document), the share of rows th
 method's own transform leaves without a code, and the share of negative entries of the
 components. Ratios are to ``NMF(cd)`` of the same run.
 
-    python bench/real_table.py [--quick] [--repeats 3] [--only news-tfidf,faces]
+    python bench/real_table.py [--quick] [--repeats 3] [--only news-tfidf,faces] [--out DIR]
+
+The full run with default options writes ``bench/results/real_table.json`` and ``.png``;
+``--quick`` and other options write to ``bench/results/tmp`` (``--out`` overrides).
 """
 
 import argparse
@@ -41,7 +44,9 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from _common import RESULTS, machine_info, save_figure, save_json, table  # noqa: E402
+from _common import (  # noqa: E402
+    RESULTS, canonical_run, machine_info, output_stem, save_figure, save_json, table,
+)
 
 DATASETS = {  # name: (file, group, rank, text)
     "news-tfidf": ("news", "tfidf", 20, True),
@@ -230,7 +235,9 @@ def main():
     parser.add_argument("--one", nargs=3, metavar=("DATASET", "METHOD", "OUT"),
                         help=argparse.SUPPRESS)
     parser.add_argument("--data-dir", default=str(RESULTS / "tmp" / "real_data"))
-    parser.add_argument("--out", default=str(RESULTS))
+    parser.add_argument("--out", default=None,
+                        help="output folder (default: bench/results, or bench/results/tmp "
+                             "for --quick and non-default options)")
     parser.add_argument("--repeats", type=int, default=3, help="fits per method (time median)")
     parser.add_argument("--only", default=",".join(DATASETS), help="data sets, comma-separated")
     parser.add_argument("--quick", action="store_true",
@@ -245,7 +252,8 @@ def main():
     tmp = Path(args.data_dir) / "fits"
     tmp.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    name = "real_table" + ("-quick" if args.quick else "")
+    stem = output_stem("real_table", args.quick, args.out,
+                       canonical_run(parser, args, ignore=("data_dir", "one")))
     result = dict(benchmark="real_table", quick=args.quick, repeats=repeats, datasets={})
     for dataset in datasets:
         _, _, k, text = DATASETS[dataset]
@@ -275,17 +283,18 @@ def main():
                 row["time_ratio_to_cd"] = row["seconds"] / reference["seconds"]
                 row["error_ratio_to_cd"] = row["error_nnls"] / reference["error_nnls"]
         result["datasets"][dataset] = dict(shape=list(Y.shape), rank=k, methods=rows)
-        save_json(dict(result, partial=True), Path(args.out) / f"{name}.json")  # so far
+        save_json(dict(result, partial=True), stem.with_suffix(".json"))  # so far
     result["total_seconds"] = time.perf_counter() - t0
     result["machine"] = machine_info()
-    path = save_json(result, Path(args.out) / f"{name}.json")
+    path = save_json(result, stem.with_suffix(".json"))
     print(markdown(result))
-    plot(result, Path(args.out) / f"{name}.png")
+    plot(result, stem.with_suffix(".png"))
     print(f"wrote {path} ({result['total_seconds']:.0f} s)")
 
 
-def markdown(result):
-    """The tables of bench/README.md."""
+def markdown(result, fenced=False):
+    """The tables of bench/README.md (``fenced``: each data set's name in bold and its table
+    in a code block, as ``bench/summarize.py`` writes them there)."""
     columns = [("method", "method"), ("seconds", "fit s"), ("time_ratio_to_cd", "/ cd"),
                ("peak_rss_mib", "peak MiB"), ("working_mib", "working MiB"),
                ("error_nnls", "error (NNLS codes)"), ("error_ratio_to_cd", "/ cd"),
@@ -294,8 +303,9 @@ def markdown(result):
     parts = []
     for dataset, entry in result["datasets"].items():
         rows = [dict(method=m, **r) for m, r in entry["methods"].items()]
-        parts.append(f"{dataset} ({entry['shape'][0]} x {entry['shape'][1]}, rank "
-                     f"{entry['rank']})\n\n" + table(rows, columns, floatfmt="{:.3g}"))
+        title = f"{dataset} ({entry['shape'][0]} x {entry['shape'][1]}, rank {entry['rank']})"
+        text = table(rows, columns, floatfmt="{:.3g}")
+        parts.append(f"**{title}**\n\n```\n{text}\n```" if fenced else f"{title}\n\n{text}")
     return "\n\n".join(parts)
 
 

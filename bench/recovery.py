@@ -27,12 +27,13 @@ set (dir, ctm-ref, ctm, neg, noise with gamma = 0.01) it runs
   are non-negative factorisations: on data with negative entries (neg, noise) they are not
   run and ``not_applicable`` in the JSON says why (cd shows that case).
 
-Outputs ``recovery[-quick].json`` and ``recovery[-quick].png`` (one panel per data set) in
-``--out`` (``bench/summarize.py`` reads the JSON) and prints a table: final ln error, time to ln
+Outputs ``recovery.json`` and ``recovery.png`` (one panel per data set) in ``bench/results``
+(``bench/results/tmp`` for ``--quick`` and non-default options; ``--out`` overrides;
+``bench/summarize.py`` reads the JSON) and prints a table: final ln error, time to ln
 -38, time to cd's 200-iteration error and the ratio stagewise / cd for the latter (acceptance:
 <= 1/5).
 
-Usage: ``python bench/recovery.py [--quick] [--out bench/results] [--threads 1]
+Usage: ``python bench/recovery.py [--quick] [--out DIR] [--threads 1]
 [--modes stagewise gd sgd cd mu minibatch lda gensim anls]``
 
 All methods run under the same BLAS thread limit (default 1, see ``--threads``).
@@ -233,7 +234,9 @@ def plot(results, path, title):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (< 3 min)")
-    parser.add_argument("--out", default=str(_common.RESULTS))
+    parser.add_argument("--out", default=None,
+                        help="output folder (default: bench/results, or bench/results/tmp "
+                             "for --quick and non-default options)")
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
     parser.add_argument("--modes", nargs="+",
                         default=list(MODES) + ["cd"] + peers.available()[0],
@@ -251,6 +254,7 @@ def main(argv=None):
                              "the other core is busy (see bench/speed.py), which would "
                              "measure the neighbours rather than the methods.")
     args = parser.parse_args(argv)
+    args.canonical = _common.canonical_run(parser, args, ignore=("replot",))
     if args.replot:
         import json
 
@@ -368,8 +372,7 @@ def _main(args):
     ], floatfmt="{:.4g}"))
     print(f"\ntotal benchmark time {total:.0f} s (+ {compile_seconds:.1f} s warm-up)")
 
-    out = Path(args.out)
-    stem = "recovery-quick" if args.quick else "recovery"
+    stem = _common.output_stem("recovery", args.quick, args.out, args.canonical)
     payload = dict(
         benchmark="recovery", quick=args.quick, blas_threads=args.threads, sizes=dict(size, budget_seconds={
             k: budget * f for k, f in BUDGET_FACTOR.items()}),
@@ -392,8 +395,8 @@ def _main(args):
         warmup_seconds=compile_seconds, total_seconds=total, summary=rows, results=results,
         machine=machine,
     )
-    json_path = _common.save_json(payload, out / f"{stem}.json")
-    png_path = out / f"{stem}.png"
+    json_path = _common.save_json(payload, stem.with_suffix(".json"))
+    png_path = stem.with_suffix(".png")
     plot(results, png_path, f"AND vs peers, n={n}, m={m}, N={N}, start A*(I+U)")
     print(f"wrote {json_path} and {png_path}")
 

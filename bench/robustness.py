@@ -33,24 +33,27 @@ as ratios of column norms: in-span ``||sum_{j != i} U_ji a*_j|| / ||(1 + U_ii) a
 out-of-span ``||N_i|| / ||a*_i||`` (medians over the columns), to compare with the paper's
 "comparable or even larger".
 
-Outputs ``robustness[-quick].json`` and ``.png`` in ``--out`` and prints the tables. BLAS runs
+Outputs ``robustness.json`` and ``.png`` in ``bench/results`` for the default parts and values
+(``bench/results/tmp`` for ``--quick`` and any other ``--parts``, ``--rl``, ``--rn``, ``--k``
+or ``--seed``; ``--out`` overrides) and prints the tables. BLAS runs
 single-threaded (``OPENBLAS_NUM_THREADS=1`` set before numpy loads); the machine is shared, so
 time is secondary: every run records the load average.
 
-``--parts variants`` (``robustness-variants.json``) is a side probe, not in the paper: the
-adaptive rule without its stall probes (``probe=None``, the default before 2026-11-23), with
-``kappa`` 1.5 and 3, ``max_decay=2`` and a forced minimum decay of 1.1 per stage, on the
-settings where it stalls (rl = 3, k = 40, 80), on DIR rl = 1 and on the noise data (gamma 0.01).
-``--parts init`` (``robustness-init.json``) starts from the data instead of the truth: the
-estimator's default ``init="spa"`` (successive projections over the leading rows, exactly as
-``AND.fit`` computes it) on DIR (data seeds 0, 1, 2) and CTM-ref, with the default adaptive
-schedule, the same without its careful start (``Adaptive(slow_range=1)``, the earlier
-default) and the geometric one, up to 300 stages. The recovery guarantee assumes a warm start; this measures how far a data-driven
-one is from it.
-``--rl/--rn/--k VALUES --suffix NAME`` runs other values (e.g. ``--parts b1 --rl '' --rn
-0.1,0.2,0.5 --suffix large-rn``: out-of-span noise as large as the paper describes, see below).
+``--parts variants`` (plotted to ``robustness_variants.png`` beside other parts) is a side
+probe, not in the paper: the adaptive rule without its stall probes (``probe=None``, the
+default before 2026-11-23), with ``kappa`` 1.5 and 3, ``max_decay=2`` and a forced minimum
+decay of 1.1 per stage, on the settings where it stalls (rl = 3, k = 40, 80), on DIR rl = 1 and
+on the noise data (gamma 0.01).
+``--parts init`` starts from the data instead of the truth: the estimator's default
+``init="spa"`` (successive projections over the leading rows, exactly as ``AND.fit`` computes
+it) on DIR (data seeds 0, 1, 2) and CTM-ref, with the default adaptive schedule, the same
+without its careful start (``Adaptive(slow_range=1)``, the earlier default) and the geometric
+one, up to 300 stages. The recovery guarantee assumes a warm start; this measures how far a
+data-driven one is from it.
+``--rl/--rn/--k VALUES`` runs other values (e.g. ``--parts b1 --rl '' --rn 0.1,0.2,0.5``:
+out-of-span noise as large as the paper describes).
 
-Usage: ``python bench/robustness.py [--quick] [--parts b1,b2,variants] [--out bench/results]``;
+Usage: ``python bench/robustness.py [--quick] [--parts b1,b2,variants,init] [--out DIR]``;
 ``--from-json FILE`` redoes the tables, verdicts, ``findings`` and plot without fitting.
 """
 
@@ -253,8 +256,9 @@ INIT_SETTINGS = (("dir seed 0", "dir", 0), ("dir seed 1", "dir", 1), ("dir seed 
 
 
 def part_init(size):
-    from streamnmf._base import spa_init
-    from streamnmf.sources import as_source, leading_rows
+    from streamnmf._start import spa_init
+    from streamnmf.io import as_source
+    from streamnmf.io.sources import leading_rows
 
     n, m, N = size["n_components"], size["n_features"], size["n_samples"]
     stages = dict(size, n_stages=size["n_stages"] * 3 // 2)  # 300 stages in the full run
@@ -417,7 +421,9 @@ def main(argv=None):
     parser.add_argument("--parts", default="b1,b2",
                         help="comma list of b1, b2, variants (a side probe of the adaptive "
                              "rule's parameters, not in the paper), init (data-driven starts)")
-    parser.add_argument("--out", default=str(_common.RESULTS))
+    parser.add_argument("--out", default=None,
+                        help="output folder (default: bench/results, or bench/results/tmp "
+                             "for --quick and non-default options)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--from-json", default=None,
                         help="no runs: redo the tables, findings and plot of a saved JSON")
@@ -425,9 +431,9 @@ def main(argv=None):
     parser.add_argument("--rn", default=None,
                         help="B.1 out-of-span values, e.g. 0.1,0.2,0.5 ('' for none)")
     parser.add_argument("--k", default=None, help="B.2 dir_sparsity values ('' for none)")
-    parser.add_argument("--suffix", default="",
-                        help="appended to the output names (runs with non-default values)")
     args = parser.parse_args(argv)
+    canonical = _common.canonical_run(parser, args, ignore=("from_json", "parts")) and set(
+        args.parts.split(",")) == {"b1", "b2"}
     global IN_SPAN, OUT_OF_SPAN, SPARSITY
 
     def values(text, default):
@@ -475,8 +481,7 @@ def main(argv=None):
         total = time.perf_counter() - t0
         rows = report(res)
         print(f"\ntotal {total:.0f} s (+ {compile_s:.1f} s warm-up), load {loadavg()}")
-        stem = ("robustness-quick" if args.quick else "robustness") + (
-            f"-{args.suffix}" if args.suffix else "")
+        stem = _common.output_stem("robustness", args.quick, args.out, canonical)
         payload = dict(
             benchmark="robustness", quick=args.quick, sizes=size, seed=args.seed,
             methods={k: dict(v) for k, v in METHODS.items()},
@@ -488,15 +493,19 @@ def main(argv=None):
             paper=PAPER, warmup_seconds=compile_s, total_seconds=total,
             findings=findings(res), summary=rows, results=res,
         )
-        json_path = _common.save_json(payload, Path(args.out) / f"{stem}.json")
-        png_path = Path(args.out) / f"{stem}.png"
+        json_path = _common.save_json(payload, stem.with_suffix(".json"))
+        png_path = stem.with_suffix(".png")
+
+    def part_png(part, alone):  # <stem>.png for a part run alone, else <stem>_<part>.png
+        return png_path if alone else png_path.with_name(f"{png_path.stem}_{part}.png")
+
     if "variants" in res:
-        plot_variants(res, png_path.with_name(png_path.stem + (
-            "" if "variants" in png_path.stem else "-variants") + ".png"),
+        plot_variants(res, part_png("variants", set(res) == {"variants"}),
             f"Adaptive-rule variants, n={size['n_components']}, m={size['n_features']}, "
             f"N={size['n_samples']}")
     if "init" in res:
-        plot_variants(res, png_path, f"AND from init='spa', n={size['n_components']}, "
+        plot_variants(res, part_png("init", not ("B1" in res or "B2" in res)),
+                      f"AND from init='spa', n={size['n_components']}, "
                       f"m={size['n_features']}, N={size['n_samples']}", part="init")
     if "B1" in res or "B2" in res:
         plot(res, png_path, f"AND robustness (paper appendix B.1/B.2), DIR, "

@@ -37,7 +37,8 @@ load) runs first and is reported separately. A cProfile of one fit of the widest
 kept. Finally the peak RSS of fits with ``init="spa"`` / ``"random"`` / an explicit array is
 measured on a 12,500-word corpus (those inits densify the first block).
 
-Outputs ``sparse[-quick].json`` / ``.png`` in ``--out``.
+Outputs ``sparse.json`` / ``.png`` in ``bench/results`` (``bench/results/tmp`` for
+``--quick`` and non-default options; ``--out`` overrides).
 
 Usage: ``python bench/sparse.py [--quick] [--keep] [--workdir DIR] [--repeats N]``
 """
@@ -400,9 +401,13 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--no-init-memory", action="store_true",
                         help="skip the peak-RSS probe of init='spa'/'random'")
-    parser.add_argument("--out", default=str(_common.RESULTS))
+    parser.add_argument("--out", default=None,
+                        help="output folder (default: bench/results, or bench/results/tmp "
+                             "for --quick and non-default options)")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    stem = _common.output_stem("sparse", args.quick, args.out, _common.canonical_run(
+        parser, args, ignore=("keep", "workdir", "worker")))
     if args.worker:
         return worker(json.loads(args.worker))
     kind = "quick" if args.quick else "full"
@@ -492,7 +497,7 @@ def main(argv=None):
         print(f"init peak RSS on {init_mem['n_docs']} x {init_mem['n_words']}: " + ", ".join(
             f"{k} {v['maxrss_mib']:.0f} MiB / {v['wall_s']:.1f} s"
             for k, v in init_mem["runs"].items()))
-    _common.write_results(result, args.out, "sparse", args.quick, plot)
+    _common.write_results(result, stem, plot)
     return 0
 
 

@@ -40,9 +40,11 @@
 (a) and (b) are run under every BLAS thread count of ``--threads`` (threadpoolctl), because on
 this shared 2-core machine multi-threaded OpenBLAS is erratic under load (see the report).
 
-Usage: ``python bench/speed.py [--quick] [--out bench/results] [--threads 2 1]
-[--parts stage sgd decode compile profile]``; a run of only some parts writes
-``speed[-quick]-<parts>.json/png`` and leaves the full report alone.
+Usage: ``python bench/speed.py [--quick] [--out DIR] [--threads 2 1]
+[--parts stage sgd decode compile profile]``. The full run of every part with default options
+writes ``bench/results/speed.json`` and ``.png``; ``--quick``, a run of only some parts or
+other options write to ``bench/results/tmp`` (``--out`` overrides) and leave the full report
+alone.
 """
 
 import argparse
@@ -532,7 +534,9 @@ def profiles(threads):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--out", default=str(_common.RESULTS))
+    parser.add_argument("--out", default=None,
+                        help="output folder (default: bench/results, or bench/results/tmp "
+                             "for --quick and non-default options)")
     parser.add_argument("--threads", nargs="+", type=int, default=None,
                         help="BLAS thread counts to run (a) and (b) under "
                              "(default: the machine's CPU count, then 1; --quick: 1)")
@@ -540,6 +544,8 @@ def main(argv=None):
                         default=["stage", "sgd", "decode", "compile", "profile"],
                         choices=["stage", "sgd", "decode", "compile", "profile"])
     args = parser.parse_args(argv)
+    stem = _common.output_stem("speed", args.quick, args.out, _common.canonical_run(
+        parser, args, ignore=("parts",)) and set(args.parts) == set(parser.get_default("parts")))
     threads = args.threads or ([1] if args.quick else sorted({os.cpu_count() or 1, 1},
                                                              reverse=True))
     t_start = time.perf_counter()
@@ -616,13 +622,9 @@ def main(argv=None):
             print("\n".join(text.splitlines()[:16]))
 
     payload["total_seconds"] = time.perf_counter() - t_start
-    stem = "speed-quick" if args.quick else "speed"
-    if set(args.parts) != set(parser.get_default("parts")):
-        # a partial run does not overwrite the full report
-        stem += "-" + "-".join(p for p in parser.get_default("parts") if p in args.parts)
-    path = _common.save_json(payload, Path(args.out) / f"{stem}.json")
+    path = _common.save_json(payload, stem.with_suffix(".json"))
     if "stage" in payload or "sgd" in payload:
-        plot(payload, Path(args.out) / f"{stem}.png")
+        plot(payload, stem.with_suffix(".png"))
     print(f"total {payload['total_seconds']:.0f} s; wrote {path}")
 
 

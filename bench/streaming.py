@@ -29,8 +29,9 @@ resident set (``resource.getrusage(RUSAGE_SELF).ru_maxrss``) and its resident se
 before the first block (imports, ground truth, start), so the difference is what the method
 and the block generator add while streaming.
 
-Outputs ``streaming[-quick].json`` and ``.png`` (ln error vs samples consumed, and vs
-fitting seconds) in ``--out`` and prints a table.
+Outputs ``streaming.json`` and ``.png`` (ln error vs samples consumed, and vs fitting seconds)
+in ``bench/results`` (``bench/results/tmp`` for ``--quick`` and non-default options; ``--out``
+overrides) and prints a table.
 
 Usage: ``python bench/streaming.py [--quick] [--methods stagewise sgd minibatch gensim]``
 """
@@ -278,7 +279,9 @@ def main(argv=None):
     parser.add_argument("--stage-length", type=int, default=None,
                         help="override STAGE_LENGTH for the AND methods")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=str(_common.RESULTS))
+    parser.add_argument("--out", default=None,
+                        help="output folder (default: bench/results, or bench/results/tmp "
+                             "for --quick and non-default options)")
     parser.add_argument("--threads", type=int, default=1,
                         help="BLAS threads for every method (1: the shared machine's load "
                              "would otherwise be measured, see recovery.py)")
@@ -286,6 +289,8 @@ def main(argv=None):
     parser.add_argument("--worker", choices=METHODS, help=argparse.SUPPRESS)
     parser.add_argument("--worker-out", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    canonical = _common.canonical_run(parser, args, ignore=(
+        "replot", "worker", "worker_out", "n_samples")) and args.n_samples in (None, 10**6)
     if args.n_samples is None:
         args.n_samples = 10**5 if args.quick else 10**6
 
@@ -343,8 +348,7 @@ def main(argv=None):
     ], floatfmt="{:.4g}"))
     print(f"\ntotal {total:.0f} s")
 
-    out = Path(args.out)
-    stem = "streaming-quick" if args.quick else "streaming"
+    stem = _common.output_stem("streaming", args.quick, args.out, canonical)
     title = (f"one pass over {args.n_samples:.0e} fresh DIR samples, n={N_COMPONENTS}, "
              f"m={N_FEATURES}, blocks of {args.block}")
     payload = dict(
@@ -360,8 +364,8 @@ def main(argv=None):
         ],
         total_seconds=total, summary=rows, results=results, machine=machine,
     )
-    json_path = _common.save_json(payload, out / f"{stem}.json")
-    png_path = out / f"{stem}.png"
+    json_path = _common.save_json(payload, stem.with_suffix(".json"))
+    png_path = stem.with_suffix(".png")
     plot(results, png_path, title)
     print(f"wrote {json_path} and {png_path}")
 

@@ -38,10 +38,12 @@ of stages (``noise_stages``) so that the final errors are comparable. ``stop_rea
 what ended each run. Timing is secondary here (machine shared and noisy); every
 run records the load average.
 
-Outputs ``thresholds_noise[-quick].json`` and ``.png`` in ``--out`` and prints the tables.
+Outputs ``thresholds_noise.json`` and ``.png`` in ``bench/results`` for both parts
+(``bench/results/tmp`` for ``--quick`` and non-default options; ``--out`` overrides) and
+prints the tables.
 BLAS runs single-threaded: ``OPENBLAS_NUM_THREADS=1`` is set before numpy loads.
 
-Usage: ``python bench/thresholds_noise.py [--quick] [--parts a,b] [--out bench/results]``;
+Usage: ``python bench/thresholds_noise.py [--quick] [--parts a,b] [--out DIR]``;
 ``--from-json FILE`` redoes the tables, ``findings`` and plot of a saved run without fitting.
 """
 
@@ -533,11 +535,15 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (< 3 min)")
     parser.add_argument("--parts", default="a,b", help="comma list of a (Fig. 2a/b), b (Fig. 2c)")
-    parser.add_argument("--out", default=str(_common.RESULTS))
+    parser.add_argument("--out", default=None,
+                        help="output folder (default: bench/results, or bench/results/tmp "
+                             "for --quick and non-default options)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--from-json", default=None,
                         help="no runs: redo the tables, findings and plot of a saved JSON")
     args = parser.parse_args(argv)
+    canonical = _common.canonical_run(parser, args, ignore=("from_json", "parts")) and set(
+        args.parts.split(",")) == {"a", "b"}
     if args.from_json:
         import json
 
@@ -567,8 +573,7 @@ def main(argv=None):
         total = time.perf_counter() - t0
         rows_a, rows_b = report(res, size, args.quick)
         print(f"\ntotal {total:.0f} s (+ {compile_s:.1f} s warm-up), load {loadavg()}")
-        stem = "thresholds_noise-quick" if args.quick else "thresholds_noise"
-        out = Path(args.out)
+        stem = _common.output_stem("thresholds_noise", args.quick, args.out, canonical)
         payload = dict(
             benchmark="thresholds_noise", quick=args.quick, sizes=size, seed=args.seed,
             init="make_init(truth, in_span=1.0, random_state=seed+1): the paper's A*(I+U)",
@@ -579,8 +584,8 @@ def main(argv=None):
             paper=PAPER, warmup_seconds=compile_s, total_seconds=total,
             findings=findings(res), summary_a=rows_a, summary_b=rows_b, results=res,
         )
-        json_path = _common.save_json(payload, out / f"{stem}.json")
-        png_path = out / f"{stem}.png"
+        json_path = _common.save_json(payload, stem.with_suffix(".json"))
+        png_path = stem.with_suffix(".png")
     plot(res, png_path, f"AND threshold schedules and noise (paper Fig. 2), "
          f"n={size['n_components']}, m={size['n_features']}, N={size['n_samples']}, "
          "start A*(I+U)")

@@ -25,7 +25,7 @@ samples/s are in the JSON (``*_wall``) and the tables.
   in-memory samples with a constant threshold, plus one ``Purification`` (min-inf inverse,
   its default) row on dense float64, whose per-stage linear programmes dominate.
 
-Two references, both measured in this run, interleaved with the timings:
+Two references, both measured beside the timings and interleaved with them:
 
 * ``frac BLAS`` = time of the bare NumPy/BLAS products of the same shapes / time of the
   library. Dense data: ``Y @ D`` (decode), ``Z.T @ Y + Z.T @ Z`` (statistics), all three for
@@ -56,8 +56,10 @@ folder calls every kernel twice per signature (first minus second call = compile
 second fresh subprocess with the same folder (first minus second = cache load). The main
 process's own first-call overhead is in the JSON too (``first_call_extra_s``).
 
-Usage: ``python bench/throughput.py [--quick] [--out bench/results] [--threads 1]``
-(without ``--quick``: N = 20000 and more repeats). Run with ``OPENBLAS_NUM_THREADS=1`` on a
+Usage: ``python bench/throughput.py [--quick] [--out DIR] [--threads 1]``
+(without ``--quick``: N = 20000 and more repeats). The full run with default options writes
+``bench/results/throughput.json`` and ``.png``; other runs write to ``bench/results/tmp``
+(``--out`` overrides). Run with ``OPENBLAS_NUM_THREADS=1`` on a
 shared machine.
 """
 
@@ -84,7 +86,7 @@ import streamnmf  # noqa: E402
 from speed import word_documents  # noqa: E402
 from streamnmf import _engine  # noqa: E402
 from streamnmf import _kernels as K  # noqa: E402
-from streamnmf import sources  # noqa: E402
+from streamnmf.io import sources  # noqa: E402
 from streamnmf.datasets import make_dataset, make_init  # noqa: E402
 
 N_COMPONENTS, N_FEATURES = 100, 1000
@@ -617,10 +619,14 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true",
                         help="N = 5000, fewer repeats (a few minutes on 2 cores)")
-    parser.add_argument("--out", default=str(_common.RESULTS))
+    parser.add_argument("--out", default=None,
+                        help="output folder (default: bench/results, or bench/results/tmp "
+                             "for --quick and non-default options)")
     parser.add_argument("--threads", type=int, default=1, help="BLAS threads (threadpoolctl)")
     parser.add_argument("--no-compile", action="store_true", help="skip the compile part")
     args = parser.parse_args(argv)
+    stem = _common.output_stem("throughput", args.quick, args.out,
+                               _common.canonical_run(parser, args))
     from threadpoolctl import threadpool_limits
 
     quick = args.quick
@@ -697,9 +703,8 @@ def main(argv=None):
     payload["notes"] = NOTES
     payload["total_seconds"] = time.perf_counter() - t_start
     report(payload)
-    stem = "throughput-quick" if quick else "throughput"
-    path = _common.save_json(payload, Path(args.out) / f"{stem}.json")
-    plot(payload, Path(args.out) / f"{stem}.png")
+    path = _common.save_json(payload, stem.with_suffix(".json"))
+    plot(payload, stem.with_suffix(".png"))
     print(f"total {payload['total_seconds']:.0f} s; wrote {path}")
 
 
@@ -707,7 +712,7 @@ NOTES = [
     "All samples/s, roofs and fractions are from CPU time (process_time; one thread): the "
     "machine is shared; *_wall fields hold the wall-clock figures.",
     "frac roof = roofline time / library time; roofline time = max(sum bytes/BW(array size), "
-    "FMAs/GEMM peak), bandwidth from a numba axpy / NumPy copy curve measured in this run.",
+    "FMAs/GEMM peak), bandwidth from a numba axpy / NumPy copy curve measured in the same run.",
     "frac BLAS = time of bare NumPy/scipy products of the same shapes / library time; > 1: "
     "faster than the dense products (the support walk does less work with sparse codes).",
     "C, D and S_zy (100 x 1000) fit in L2 (1 MiB/core): the per-sample kernels' bound is the "
@@ -775,7 +780,7 @@ def plot(p, path):
         ax.text(size / 2**10, ax.get_ylim()[1] / 1.6, label, fontsize=8, color="r", rotation=90)
     ax.set_xlabel("working set (KiB)")
     ax.set_ylabel("bandwidth (GB/s)")
-    ax.set_title("memory bandwidth measured in this run (1 thread)")
+    ax.set_title("memory bandwidth measured beside the timings (1 thread)")
     ax.legend(fontsize=8)
     # (0,1) compile
     ax = axes[0, 1]
