@@ -289,7 +289,7 @@ def test_sigkill_at_random_moments_then_resume_is_exact(tmp_path):
     kills = 0
     for _ in range(4):
         proc = subprocess.Popen(run + [str(checkpoint), str(tmp_path / "resumed.npy")])
-        # wait for the first checkpoint of this run, then kill at a random moment
+        # wait for this worker's first checkpoint, then kill it at a random moment
         deadline = time.monotonic() + 120
         start_mtime = checkpoint.stat().st_mtime if checkpoint.exists() else 0
         while time.monotonic() < deadline and proc.poll() is None and (
