@@ -249,8 +249,9 @@ WORKER = textwrap.dedent("""
 """)
 
 
-@pytest.mark.slow
-def test_sigkill_at_chosen_points_then_resume_is_exact(tmp_path):
+def worker_command(tmp_path):
+    """The command that runs WORKER on a fixed problem; its uninterrupted fit's components are
+    saved as ``whole.npy``."""
     data, init = problem(n_samples=3000, n_components=10, n_features=200)
     np.save(tmp_path / "data.npy", data)
     np.save(tmp_path / "init.npy", init)
@@ -258,6 +259,12 @@ def test_sigkill_at_chosen_points_then_resume_is_exact(tmp_path):
     script.write_text(WORKER)
     run = [sys.executable, str(script), str(tmp_path / "data.npy"), str(tmp_path / "init.npy")]
     subprocess.run(run + ["", str(tmp_path / "whole.npy")], check=True, timeout=300)
+    return run
+
+
+@pytest.mark.slow
+def test_sigkill_at_chosen_points_then_resume_is_exact(tmp_path):
+    run = worker_command(tmp_path)
     whole = np.load(tmp_path / "whole.npy")
     # mid-pass between blocks, at a stage end before its checkpoint, with a new generation
     # written but not renamed in (its temporary file left behind), and right after a rename;
@@ -277,13 +284,7 @@ def test_sigkill_at_chosen_points_then_resume_is_exact(tmp_path):
 
 @pytest.mark.slow
 def test_sigkill_at_random_moments_then_resume_is_exact(tmp_path):
-    data, init = problem(n_samples=3000, n_components=10, n_features=200)
-    np.save(tmp_path / "data.npy", data)
-    np.save(tmp_path / "init.npy", init)
-    script = tmp_path / "worker.py"
-    script.write_text(WORKER)
-    run = [sys.executable, str(script), str(tmp_path / "data.npy"), str(tmp_path / "init.npy")]
-    subprocess.run(run + ["", str(tmp_path / "whole.npy")], check=True, timeout=300)
+    run = worker_command(tmp_path)
     checkpoint = tmp_path / "fit.h5"
     rng = np.random.default_rng(0)
     kills = 0
