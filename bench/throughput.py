@@ -400,12 +400,12 @@ def bench_kernels(state, alpha, fmt, dtype, Y64, docs, init, roof, repeats):
         d, ind, ptr = Yb.data, Yb.indices, Yb.indptr
         items["csr_decode"] = (lambda: K.csr_decode(d, ind, ptr, D, V), None)
         items["sgd_update_csr"] = (lambda: K.sgd_update_csr(
-            d, ind, ptr, Z, zp, zi, Cw, eta, 1, G, touched, batch), reset_sgd)
+            d, ind, ptr, Z, zp, zi, Cw, eta, 1, G, touched, batch, False), reset_sgd)
         items["accumulate_stats_csr"] = (lambda: K.accumulate_stats_csr(
             d, ind, ptr, Z, zp, zi, S_zy, S_zz, sum_z), reset_stats)
     else:
         items["sgd_update_dense"] = (lambda: K.sgd_update_dense(
-            Yb, Z, zp, zi, Cw, eta, 1, G, touched, batch), reset_sgd)
+            Yb, Z, zp, zi, Cw, eta, 1, G, touched, batch, False), reset_sgd)
         items["accumulate_stats_dense"] = (lambda: K.accumulate_stats_dense(
             Yb, Z, zp, zi, S_zy, S_zz, sum_z), reset_stats)
     items["block_stats"] = (lambda: _engine.block_stats(Yb, D, alpha, K.HARD), None)
@@ -578,10 +578,10 @@ for dtype in (np.float64, np.float32):
     mk(f"csr_decode {dn}", lambda: K.csr_decode(Ycsr.data, Ycsr.indices, Ycsr.indptr, D, Vc))
     G = np.zeros_like(C); tch = np.zeros(n, np.bool_); b = np.zeros(2)
     mk(f"sgd_update_dense {dn}", lambda: K.sgd_update_dense(Y, Z, zp, zi, C.copy(), dtype(0.01),
-                                                            1, G, tch, b))
+                                                            1, G, tch, b, False))
     mk(f"sgd_update_csr {dn}", lambda: K.sgd_update_csr(Ycsr.data, Ycsr.indices, Ycsr.indptr,
                                                         Z, zp, zi, C.copy(), dtype(0.01), 1, G,
-                                                        tch, b))
+                                                        tch, b, False))
     Szy, Szz, sz = np.zeros((n, m)), np.zeros((n, n)), np.zeros(n)
     mk(f"accumulate_stats_dense {dn}", lambda: K.accumulate_stats_dense(Y, Z, zp, zi, Szy, Szz, sz))
     mk(f"accumulate_stats_csr {dn}", lambda: K.accumulate_stats_csr(
