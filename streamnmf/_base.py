@@ -5,7 +5,6 @@ which stage length its full-batch fit uses; the stage loop does the work.
 """
 
 import copy
-import json
 import numbers
 import os
 import time
@@ -26,6 +25,7 @@ from ._start import check_random_state, spa_init
 from .drift import DriftDetector, reseed_components
 from .schedules import make_schedule
 from .io import as_source, atomic, input_files, records
+from .io.state import FitState, ModelState
 from .io.sources import check_block
 
 INIT_OPTIONS = ("spa", "random")
@@ -586,26 +586,17 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
 
     def _write_checkpoint(self, position):
         loop = self._loop
-        scalars, arrays = loop.get_state()
-        attrs = dict(
-            format=records.CHECKPOINT_FORMAT, format_version=records.FORMAT_VERSION,
-            library_version=__version__, estimator=type(self).__name__,
-            params_json=json.dumps(records.plain_params(self.get_params())),
-            n_samples=self._data_shape[0], n_features=self._data_shape[1],
-            n_components=loop.C.shape[0], dtype=str(loop.dtype),
-            source_block_rows=self._source_order["block_rows"],
-            source_shuffle_seed=self._source_order["shuffle_seed"],
-            epoch=position[0], offset=position[1], stalled=self._stalled,
-            best_change=self._best_change, early_stopped=self._early_stopped,
-            nonnegative=bool(self.nonnegative_), recovering=bool(self._recovering),
+        state = FitState(
+            estimator=type(self).__name__, params=records.plain_params(self.get_params()),
+            library_version=__version__, n_samples=self._data_shape[0],
+            n_features=self._data_shape[1], n_components=loop.C.shape[0],
+            dtype=str(loop.dtype), source_block_rows=self._source_order["block_rows"],
+            source_shuffle_seed=self._source_order["shuffle_seed"], epoch=position[0],
+            offset=position[1], stalled=self._stalled, best_change=self._best_change,
+            early_stopped=self._early_stopped, nonnegative=bool(self.nonnegative_),
+            recovering=bool(self._recovering), loop=loop.state(),
         )
-        attrs.update({f"loop_{k}": v for k, v in scalars.items()})
-
-        def fill(f):
-            f.attrs.update(attrs)
-            records.write_arrays(f, arrays)
-
-        atomic.write_atomic(self.checkpoint, fill, keep_previous=True)
+        atomic.write_atomic(self.checkpoint, state.to_hdf5, keep_previous=True)
         self._last_checkpoint = (time.monotonic(), loop.samples_seen)
 
     def _read_checkpoint(self):
@@ -636,21 +627,21 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
                 stacklevel=3,
             )
             return
-        attrs, arrays = content
         loop = self._loop
-        differ = records.checkpoint_mismatch(attrs, self._identity(
+        differ = records.checkpoint_mismatch(records.decode_attrs(content.attrs), self._identity(
             self._data_shape[0], self._data_shape[1], loop.dtype, self._source_order,
             n_components=loop.C.shape[0]))
         if differ:
             raise records.CheckpointError(records.mismatch_message(os.fspath(self.checkpoint), differ))
-        loop.set_state({k[5:]: v for k, v in attrs.items() if k.startswith("loop_")}, arrays)
+        state = FitState.from_record(content)
+        loop.restore(state.loop)
         # decided from the data at the start: the checkpoint's decision is the one to keep
-        self.nonnegative_ = loop.rule.nonnegative = bool(attrs.get("nonnegative", False))
-        self._early_stopped = loop.stopped = bool(attrs["early_stopped"])
-        self._progress.move_to((int(attrs["epoch"]), int(attrs["offset"])), loop.samples_seen)
-        self._stalled = int(attrs["stalled"])
-        self._recovering = bool(attrs.get("recovering", False))
-        self._best_change = float(attrs["best_change"])
+        self.nonnegative_ = loop.rule.nonnegative = state.nonnegative
+        self._early_stopped = loop.stopped = state.early_stopped
+        self._progress.move_to((state.epoch, state.offset), loop.samples_seen)
+        self._stalled = state.stalled
+        self._recovering = state.recovering
+        self._best_change = state.best_change
         self._last_checkpoint = (time.monotonic(), loop.samples_seen)
 
     def _finish(self):
@@ -678,7 +669,8 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         The file holds ``components`` (n_components, n_features), the ``decoding_matrix``
         (n_features, n_components), ``history/<field>`` arrays, and as attributes the
         estimator name, its parameters (JSON), ``alpha_``, ``n_features_in_``, the format
-        version and the streamnmf version. Read it back with :meth:`load`.
+        version and the streamnmf version (the layout: :class:`~streamnmf.io.state.ModelState`).
+        Read it back with :meth:`load`.
 
         Parameters
         ----------
@@ -688,22 +680,15 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         """
         check_is_fitted(self, "components_")
         records.check_output_path(path, overwrite, what="model file")
-        attrs = dict(
-            format=records.MODEL_FORMAT, format_version=records.FORMAT_VERSION,
-            library_version=__version__, estimator=type(self).__name__,
-            params_json=json.dumps(records.plain_params(self.get_params())),
-            alpha=self.alpha_, n_features_in=self.n_features_in_, n_stages=self.n_stages_,
+        state = ModelState(
+            estimator=type(self).__name__, params=records.plain_params(self.get_params()),
+            library_version=__version__, components=self.components_,
+            decoding_matrix=self._D, history=self.history_, alpha=self.alpha_,
+            n_features_in=self.n_features_in_, n_stages=self.n_stages_,
             samples_seen=self.samples_seen_, nonnegative=bool(self.nonnegative_),
             reconstruction_err=self.reconstruction_err_,
         )
-        arrays = {"components": self.components_, "decoding_matrix": self._D}
-        arrays.update({f"history/{k}": v for k, v in self.history_.items()})
-
-        def fill(f):
-            f.attrs.update(attrs)
-            records.write_arrays(f, arrays)
-
-        atomic.write_atomic(path, fill)
+        atomic.write_atomic(path, state.to_hdf5)
 
     @classmethod
     def load(cls, path):
@@ -721,46 +706,45 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         estimator
             Fitted: ``transform`` works as in the process that saved it.
         """
-        attrs, arrays = records.read_verified(path, records.MODEL_FORMAT)
-        if cls is not StreamingNMFBase and attrs["estimator"] != cls.__name__:
+        state = ModelState.from_record(records.read_verified(path, records.MODEL_FORMAT))
+        if cls is not StreamingNMFBase and state.estimator != cls.__name__:
             raise records.CheckpointError(
-                f"{os.fspath(path)!r} holds a {attrs['estimator']} model, not {cls.__name__}; "
+                f"{os.fspath(path)!r} holds a {state.estimator} model, not {cls.__name__}; "
                 "load it with streamnmf.load(path)."
             )
         if cls is StreamingNMFBase:
             from . import ESTIMATORS
 
-            if attrs["estimator"] not in ESTIMATORS:
+            if state.estimator not in ESTIMATORS:
                 raise records.CheckpointError(
-                    f"{os.fspath(path)!r} holds a model of estimator {attrs['estimator']!r}, "
+                    f"{os.fspath(path)!r} holds a model of estimator {state.estimator!r}, "
                     f"which this streamnmf ({__version__}) does not know (it knows "
                     f"{', '.join(sorted(ESTIMATORS))}); it was written by streamnmf "
-                    f"{attrs.get('library_version', '?')}: load it with that version."
+                    f"{state.library_version}: load it with that version."
                 )
-            cls = ESTIMATORS[attrs["estimator"]]
+            cls = ESTIMATORS[state.estimator]
         est = cls()
         valid = est.get_params()
-        unknown = sorted(set(attrs["params"]) - set(valid))
+        unknown = sorted(set(state.params) - set(valid))
         if unknown:
             warnings.warn(
                 f"{os.fspath(path)!r} records parameters this streamnmf ({__version__}) does "
                 f"not have: {', '.join(unknown)} (written by streamnmf "
-                f"{attrs.get('library_version', '?')}); they are ignored, and the model may "
+                f"{state.library_version}); they are ignored, and the model may "
                 "behave differently from the one saved.", stacklevel=3,
             )
-        est.set_params(**{k: v for k, v in attrs["params"].items()
+        est.set_params(**{k: v for k, v in state.params.items()
                           if k in valid and not isinstance(v, dict)})
-        est.components_ = arrays["components"]
-        est._D = arrays["decoding_matrix"]
-        est.history_ = {k[len("history/"):]: v for k, v in arrays.items()
-                        if k.startswith("history/")}
-        est.alpha_ = float(attrs["alpha"])
-        est.n_features_in_ = int(attrs["n_features_in"])
-        est.n_stages_ = int(attrs["n_stages"])
-        est.samples_seen_ = int(attrs["samples_seen"])
+        est.components_ = state.components
+        est._D = state.decoding_matrix
+        est.history_ = state.history
+        est.alpha_ = state.alpha
+        est.n_features_in_ = state.n_features_in
+        est.n_stages_ = state.n_stages
+        est.samples_seen_ = state.samples_seen
         est.n_iter_ = est.n_stages_
-        est.nonnegative_ = bool(attrs.get("nonnegative", False))
-        est.reconstruction_err_ = float(attrs.get("reconstruction_err", np.nan))
+        est.nonnegative_ = state.nonnegative
+        est.reconstruction_err_ = state.reconstruction_err
         est._n_features_out = est.components_.shape[0]
         return est
 

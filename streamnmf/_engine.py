@@ -22,6 +22,7 @@ import scipy.sparse as sp
 from threadpoolctl import ThreadpoolController
 
 from . import _kernels as K
+from .io.state import LoopState, StatisticsState
 
 #: The stage-end work (pseudo-inverse, solve, objective) is small dense LAPACK on
 #: (n_components x n_features) matrices: a second BLAS thread gains nothing there and, on a
@@ -453,76 +454,70 @@ class StageLoop:
         self._begin_stage()
 
     # -- checkpoint state -------------------------------------------------------------------
-    def get_state(self):
-        """Everything needed to continue this loop exactly, as plain scalars and arrays.
+    def state(self):
+        """Everything needed to continue this loop exactly (arrays are not copied).
 
         Returns
         -------
-        scalars : dict of int/float
-        arrays : dict of ndarray
+        LoopState
         """
         stats = self.stats
-        scalars = dict(
+        per_sample = self.rule.per_sample
+        return LoopState(
             stage=self.stage, samples_seen=self.samples_seen, seconds=self.seconds,
-            alpha=self.alpha, sgd_eta=-1.0 if self.sgd_eta is None else self.sgd_eta,
-            stats_count=stats.count, stats_nnz=stats.nnz, stats_sum_yy=stats.sum_yy,
-            stats_code_max=stats.code_max, stats_v_min=stats.v_min,
+            alpha=self.alpha, sgd_eta=self.sgd_eta, components=self.C,
+            stage_start=self.C_start, decoding_matrix=self.D,
+            stats=StatisticsState(
+                S_zy=stats.S_zy, S_zz=stats.S_zz, sum_z=stats.sum_z, sum_y=stats.sum_y,
+                count=stats.count, nnz=stats.nnz, sum_yy=stats.sum_yy,
+                code_max=stats.code_max, v_min=stats.v_min),
+            schedule_state=self.schedule.state(), rule_state=self.rule.state(),
+            history={k: np.asarray(self.history[k], dtype=np.float64) for k in HISTORY_FIELDS},
+            drift_state=None if self.detector is None else self.detector.state(),
+            drift_pending=self.drift_pending,
+            sgd_gradient=self._G if per_sample else None,
+            sgd_touched=self._touched if per_sample else None,
+            sgd_batch=self._batch if per_sample else None,
         )
-        arrays = {
-            "C": self.C, "C_start": self.C_start, "D": self.D,
-            "stats/S_zy": stats.S_zy, "stats/S_zz": stats.S_zz, "stats/sum_z": stats.sum_z,
-            "schedule_state": self.schedule.state(), "rule_state": self.rule.state(),
-        }
-        if self.detector is not None:
-            arrays["drift_state"] = self.detector.state()
-            scalars["drift_pending"] = int(self.drift_pending)
-        if stats.sum_y is not None:
-            arrays["stats/sum_y"] = stats.sum_y
-        if self.rule.per_sample:
-            arrays.update({"sgd/G": self._G, "sgd/touched": self._touched,
-                           "sgd/batch": self._batch})
-        for key in HISTORY_FIELDS:
-            arrays[f"history/{key}"] = np.asarray(self.history[key], dtype=np.float64)
-        return scalars, arrays
 
-    def set_state(self, scalars, arrays):
-        """Restore what :meth:`get_state` returned (same rule, schedule and shapes)."""
-        for name in ("C", "C_start", "D"):
-            if arrays[name].shape != getattr(self, name).shape:
+    def restore(self, state):
+        """Continue from a :class:`LoopState` of a loop with the same rule, schedule and shapes."""
+        for name, value, expected in (("components", state.components, self.C.shape),
+                                      ("stage_start", state.stage_start, self.C.shape),
+                                      ("decoding_matrix", state.decoding_matrix, self.D.shape)):
+            if value.shape != expected:
                 raise ValueError(
-                    f"checkpoint: {name} has shape {arrays[name].shape}, expected "
-                    f"{getattr(self, name).shape}."
-                )
-            setattr(self, name, np.ascontiguousarray(arrays[name], dtype=self.dtype))
-        self.stage = int(scalars["stage"])
-        self.samples_seen = int(scalars["samples_seen"])
-        self.seconds = float(scalars["seconds"])
-        self.alpha = float(scalars["alpha"])
-        self.sgd_eta = None if scalars["sgd_eta"] < 0 else float(scalars["sgd_eta"])
-        stats = self.stats
-        stats.S_zy[...] = arrays["stats/S_zy"]
-        stats.S_zz[...] = arrays["stats/S_zz"]
-        stats.sum_z[...] = arrays["stats/sum_z"]
+                    f"checkpoint: {name} has shape {value.shape}, expected {expected}.")
+        self.C = np.ascontiguousarray(state.components, dtype=self.dtype)
+        self.C_start = np.ascontiguousarray(state.stage_start, dtype=self.dtype)
+        self.D = np.ascontiguousarray(state.decoding_matrix, dtype=self.dtype)
+        self.stage = int(state.stage)
+        self.samples_seen = int(state.samples_seen)
+        self.seconds = float(state.seconds)
+        self.alpha = float(state.alpha)
+        self.sgd_eta = state.sgd_eta
+        saved, stats = state.stats, self.stats
+        stats.S_zy[...] = saved.S_zy
+        stats.S_zz[...] = saved.S_zz
+        stats.sum_z[...] = saved.sum_z
         if stats.sum_y is not None:
-            stats.sum_y[...] = arrays["stats/sum_y"]
-        stats.count = int(scalars["stats_count"])
-        stats.nnz = int(scalars["stats_nnz"])
-        stats.sum_yy = float(scalars["stats_sum_yy"])
-        stats.code_max = float(scalars["stats_code_max"])
-        stats.v_min = float(scalars["stats_v_min"])
-        self.schedule.set_state(arrays["schedule_state"])
-        self.rule.set_state(arrays["rule_state"])
+            stats.sum_y[...] = saved.sum_y
+        stats.count, stats.nnz = int(saved.count), int(saved.nnz)
+        stats.sum_yy, stats.code_max = float(saved.sum_yy), float(saved.code_max)
+        stats.v_min = float(saved.v_min)
+        self.schedule.set_state(state.schedule_state)
+        self.rule.set_state(state.rule_state)
         if self.rule.per_sample:
-            self._G[...] = arrays["sgd/G"]
-            self._touched[...] = arrays["sgd/touched"]
-            self._batch[...] = arrays["sgd/batch"]
-        if self.detector is not None and "drift_state" in arrays:
-            self.detector.set_state(arrays["drift_state"])
-            self.drift_pending = bool(scalars.get("drift_pending", 0))
-        n_rows = len(arrays["history/stage"])
+            self._G[...] = state.sgd_gradient
+            self._touched[...] = state.sgd_touched
+            self._batch[...] = state.sgd_batch
+        if self.detector is not None and state.drift_state is not None:
+            self.detector.set_state(state.drift_state)
+            self.drift_pending = bool(state.drift_pending)
+        n_rows = len(state.history["stage"])
         for key in HISTORY_FIELDS:
             # fields newer than the checkpoint's writer: unknown for its stages
-            values = arrays.get(f"history/{key}", np.full(n_rows, np.nan))
+            values = state.history.get(key, np.full(n_rows, np.nan))
             cast = int if key in ("stage", "n_samples") else float
             self.history[key] = [cast(v) for v in values]
 

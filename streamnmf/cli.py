@@ -173,10 +173,9 @@ def _progress(total, enabled, initial=0):
 
 def _stages_in_checkpoint(args):
     """Stages the checkpoint to resume from has done (0 when there is none yet)."""
-    from .io.records import peek_attrs
+    from .io.records import peek_stage
 
-    attrs = peek_attrs(args.checkpoint) if os.path.exists(args.checkpoint) else None
-    return int((attrs or {}).get("loop_stage", 0))
+    return peek_stage(args.checkpoint) if os.path.exists(args.checkpoint) else 0
 
 
 def _make_estimator(args, init, callback):

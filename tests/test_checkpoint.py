@@ -95,9 +95,9 @@ def damage(path, how):
             f.truncate(size // 2)
     else:
         with h5py.File(path, "r+") as f:  # a silent bit flip in the working matrix
-            C = f["C"][()]
+            C = f["loop/components"][()]
             C[0, 0] += 1e-9
-            f["C"][...] = C
+            f["loop/components"][...] = C
 
 
 @pytest.mark.parametrize("how", ["truncated", "corrupted"])

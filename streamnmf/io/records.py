@@ -15,10 +15,7 @@ import h5py
 import numpy as np
 
 from .atomic import check_folder_writable, checksum
-
-CHECKPOINT_FORMAT = "streamnmf-checkpoint"
-MODEL_FORMAT = "streamnmf-model"
-FORMAT_VERSION = 1
+from .state import CHECKPOINT_FORMAT, MODEL_FORMAT, Record, migrate
 
 
 class CheckpointError(RuntimeError):
@@ -49,14 +46,15 @@ def peek_attrs(path):
     """
     try:
         with h5py.File(path, "r") as f:
-            return _decoded_attrs(f)
+            return decode_attrs(f.attrs)
     except (OSError, KeyError, ValueError):
         return None
 
 
-def _decoded_attrs(f):
+def decode_attrs(raw):
+    """Attributes as plain values, ``<name>_json`` decoded into ``<name>``."""
     attrs = {}
-    for key, value in f.attrs.items():
+    for key, value in raw.items():
         if key.endswith("_json"):
             attrs[key[:-5]] = json.loads(value)
         else:
@@ -200,9 +198,7 @@ def check_checkpoint_target(checkpoint, inputs, identity, resume, overwrite,
                 "reuse the path."
             )
     if not (resume or overwrite):
-        stage = next((a.get("loop_stage") for t, (k, a) in states.items()
-                      if k == "this fit"), None)
-        at = f", at stage {stage}" if stage is not None else ""
+        at = f", at stage {peek_stage(ours[0])}"
         raise FileExistsError(
             f"checkpoint {os.fspath(checkpoint)!r} exists (a checkpoint of this "
             f"fit{at}). Pass {resume_flag} to continue it, or {overwrite_flag} to start "
@@ -211,21 +207,22 @@ def check_checkpoint_target(checkpoint, inputs, identity, resume, overwrite,
 
 
 def read_verified(path, expected_format):
-    """Open ``path``, check its format and checksum, and return its content as plain objects.
+    """Open ``path``, check its format and checksum, and return its content, migrated to
+    the current version of its format.
 
     Returns
     -------
-    attrs : dict
-        Root attributes (JSON strings decoded where named ``*_json``).
-    arrays : dict
-        Every dataset, by its path inside the file (e.g. ``"history/alpha"``).
+    Record
+        Build a :class:`~streamnmf.io.state.FitState` or
+        :class:`~streamnmf.io.state.ModelState` from it.
 
     Raises
     ------
     FileNotFoundError
         No such file.
     CheckpointError
-        Not an HDF5 file of this format, or the checksum does not match.
+        Not an HDF5 file of this format, the checksum does not match, or a format version
+        this streamnmf cannot read.
     """
     path = os.fspath(path)
     if not os.path.exists(path):
@@ -242,23 +239,26 @@ def read_verified(path, expected_format):
                 raise CheckpointError(
                     f"{path!r} is corrupted: its checksum does not match its content."
                 )
-            attrs = _decoded_attrs(f)
-            arrays = {}
-            f.visititems(
-                lambda name, obj: arrays.__setitem__(name, obj[()])
-                if isinstance(obj, h5py.Dataset) else None
-            )
+            record = Record.read(f)
     except CheckpointError:
         raise
     except (OSError, KeyError, ValueError) as exc:  # truncated or not HDF5 at all
         raise CheckpointError(f"{path!r} cannot be read as HDF5 ({exc}); it is damaged.") from exc
-    version = attrs.get("format_version")
-    if version != FORMAT_VERSION:
-        raise CheckpointError(
-            f"{path!r} has format version {version}, this streamnmf reads version "
-            f"{FORMAT_VERSION}. Refit, or use the streamnmf version that wrote it."
-        )
-    return attrs, arrays
+    try:
+        return migrate(record)
+    except ValueError as exc:
+        raise CheckpointError(f"{path!r}: {exc}") from exc
+
+
+def peek_stage(path):
+    """Stages done by the checkpoint at ``path`` (0 when it cannot be read), unverified."""
+    try:
+        with h5py.File(path, "r") as f:
+            if "loop" in f:
+                return int(f["loop"].attrs.get("stage", 0))
+            return int(f.attrs.get("loop_stage", 0))  # format version 1
+    except (OSError, KeyError, ValueError):
+        return 0
 
 
 def plain_params(params):
@@ -285,9 +285,3 @@ def plain_params(params):
         else:
             out[key] = {"repr": repr(value)}
     return out
-
-
-def write_arrays(group, arrays):
-    """Write a dict ``name -> array`` (names may contain ``/``) into an h5py group."""
-    for name, value in arrays.items():
-        group.create_dataset(name, data=np.asarray(value))
