@@ -26,7 +26,7 @@ def spa_init(Y, n_components, rng):
 
     The AND paper suggests initialising with data points that contain one major feature. SPA
     picks them greedily: the sample with the largest norm (after scaling every sample to unit
-    l1 norm), then the one with the largest norm after projecting out the picked ones, and so
+    l1 norm when the data are non-negative; signed rows are taken as they are), then the one with the largest norm after projecting out the picked ones, and so
     on; under separability these are the purest samples. The projections are kept implicit
     (an orthonormal basis of the picked rows and the squared projections of every row on it),
     so a CSR block stays sparse: the cost is O(n_components * nnz + n_components^2 *
@@ -47,7 +47,15 @@ def spa_init(Y, n_components, rng):
     Y = sp.csr_matrix(Y, dtype=np.float64) if sparse else np.asarray(Y, dtype=np.float64)
     n_samples, n_features = Y.shape
     l1 = np.asarray(abs(Y).sum(axis=1)).ravel()
-    scale = np.divide(1.0, l1, out=np.zeros_like(l1), where=l1 > 0)
+    values = Y.data if sparse else Y
+    if values.size and values.min() < 0:
+        # Signed data: l1 scaling is the simplex geometry of non-negative data only. Signed
+        # parts cancel in a mixture, so a mixture's l2 / l1 ratio exceeds a pure sample's and
+        # the scaled rows would favour mixtures; SPA on the raw rows assumes weights that sum
+        # to at most one, as the papers' signed model does
+        scale = (l1 > 0).astype(np.float64)
+    else:
+        scale = np.divide(1.0, l1, out=np.zeros_like(l1), where=l1 > 0)
     R = sp.diags(scale) @ Y if sparse else Y * scale[:, None]
     norms = np.asarray(R.multiply(R).sum(axis=1)).ravel() if sparse else np.einsum(
         "ij,ij->i", R, R)
