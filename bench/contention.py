@@ -37,7 +37,7 @@ if which == "purification":
     data, truth, _ = make_purification_data(n_samples, n_components=30, n_features=120,
                                             weights="a2'", sparsity=3, random_state=0)
     make = lambda n: Purification(30, init=make_init(truth, in_span=0.55, random_state=1),
-                                  batch_size=n_samples // 10, n_iter=n, step_decay=1.0,
+                                  stage_length=n_samples // 10, n_stages=n, step_decay=1.0,
                                   blas_threads=blas_threads)
     full = 20 if quick else 50
 else:

@@ -57,7 +57,7 @@ from streamnmf import _engine  # noqa: E402
 from streamnmf import _lp as P  # noqa: E402
 from streamnmf.datasets import iter_purification_data, make_init  # noqa: E402
 
-SCHEDULES = {"constant": dict(eta=0.5), "decay": dict(eta=0.5, step_decay=2.0)}
+SCHEDULES = {"constant": dict(learning_rate=0.5), "decay": dict(learning_rate=0.5, step_decay=2.0)}
 CONFIG = {
     # per size: samples per stage, stages recorded per schedule, windows timed (schedule,
     # first stage, end)

@@ -77,7 +77,7 @@ from streamnmf.metrics import log_total_correlation_error  # noqa: E402
 M_FEATURES, N_COMPONENTS, SPARSITY, ELL = 120, 30, 3.0, 0.1
 ALPHA_PUR = 0.1  # Purification's ReLU offset (library default)
 ALPHA_AND = 0.25  # AND's constant threshold of its Theorem 1 (binary weights)
-DECAY = dict(eta=0.5, step_decay=2.0)  # eta_t = 0.5 / (1 + t / 2) = 1 / (t + 2)
+DECAY = dict(learning_rate=0.5, step_decay=2.0)  # eta_t = 0.5 / (1 + t / 2) = 1 / (t + 2)
 PARTS = ("samplesize", "stream", "and", "noise", "aimed")
 
 CONFIG = {
@@ -211,7 +211,7 @@ def warmup():
                 Purification(N_COMPONENTS, init=C0, inverse="pinv")):
         est.partial_fit(Y)
         est.partial_fit(Y)
-    Purification(N_COMPONENTS, init=C0, n_iter=2, eta=1.0).fit(Y)
+    Purification(N_COMPONENTS, init=C0, n_stages=2, learning_rate=1.0).fit(Y)
 
 
 # -- item 1: sample size ---------------------------------------------------------------------
@@ -227,7 +227,8 @@ def part_samplesize(cfg):
         for N in cfg["sizes"]:
             Y = make_purification_data(N, N_COMPONENTS, M_FEATURES, sparsity=SPARSITY,
                                        random_state=seed).data
-            est = Purification(N_COMPONENTS, alpha=ALPHA_PUR, eta=1.0, init=C0, n_iter=200)
+            est = Purification(N_COMPONENTS, thresholds=ALPHA_PUR, learning_rate=1.0, init=C0,
+                               n_stages=200)
             t0 = time.perf_counter()
             est.fit(Y)
             wall = time.perf_counter() - t0
@@ -244,7 +245,7 @@ def part_samplesize(cfg):
         truth = truth_for(seed)
         C0 = start_for(seed, truth)
         for N in cfg["sizes"]:
-            est = Purification(N_COMPONENTS, alpha=ALPHA_PUR, eta=0.5, init=C0)
+            est = Purification(N_COMPONENTS, thresholds=ALPHA_PUR, learning_rate=0.5, init=C0)
             trace = run_stream(est, stream_for(seed, N * cfg["fresh_iters"], N), truth)
             errs = [p["ln_error"] for p in trace]
             row = dict(seed=seed, N=N, ln_errors=errs, stall=float(np.median(errs[half:])),
@@ -277,16 +278,16 @@ def part_stream(cfg):
     C0 = start_for(seed, truth)
     B = cfg["stream_block"]
     runs = {
-        "step_decay=2.0, eta=0.5": (dict(eta=0.5, step_decay=2.0), cfg["stream_total"]),
-        'step_decay="sqrt", eta=0.5': (dict(eta=0.5, step_decay="sqrt"),
+        "step_decay=2.0, eta=0.5": (dict(learning_rate=0.5, step_decay=2.0), cfg["stream_total"]),
+        'step_decay="sqrt", eta=0.5': (dict(learning_rate=0.5, step_decay="sqrt"),
                                        cfg["stream_ref_total"]),
-        "constant step, eta=0.5": (dict(eta=0.5), cfg["stream_ref_total"]),
+        "constant step, eta=0.5": (dict(learning_rate=0.5), cfg["stream_ref_total"]),
     }
     out = {"setting": dict(block=B, seed=seed, alpha=ALPHA_PUR, m=M_FEATURES, n=N_COMPONENTS,
                            s=SPARSITY, start_ln_error=ln_err(C0, truth)), "runs": {}}
     for name, (kw, total) in runs.items():
         t0 = time.perf_counter()
-        est = Purification(N_COMPONENTS, alpha=ALPHA_PUR, init=C0, **kw)
+        est = Purification(N_COMPONENTS, thresholds=ALPHA_PUR, init=C0, **kw)
         trace = run_stream(est, stream_for(seed, total, B), truth)
         wall = time.perf_counter() - t0
         samples = np.array([p["samples"] for p in trace])
@@ -342,11 +343,11 @@ def part_and(cfg):
         'AND sgd (alpha=1/4)': (lambda: AND(N_COMPONENTS, update="sgd", thresholds=ALPHA_AND,
                                             init=C0), B),
         "Purification step decay": (lambda: Purification(
-            N_COMPONENTS, alpha=ALPHA_PUR, init=C0, **DECAY), B),
+            N_COMPONENTS, thresholds=ALPHA_PUR, init=C0, **DECAY), B),
         "Purification step decay, 50000/block": (lambda: Purification(
-            N_COMPONENTS, alpha=ALPHA_PUR, init=C0, **DECAY), 50_000),
+            N_COMPONENTS, thresholds=ALPHA_PUR, init=C0, **DECAY), 50_000),
         "Purification constant eta=0.5": (lambda: Purification(
-            N_COMPONENTS, alpha=ALPHA_PUR, init=C0, eta=0.5), B),
+            N_COMPONENTS, thresholds=ALPHA_PUR, init=C0, learning_rate=0.5), B),
     }
     traces = {name: [] for name in methods}
     loads = []
@@ -385,7 +386,8 @@ def part_and(cfg):
             N_COMPONENTS, update="sgd", thresholds=ALPHA_AND, init=C0, n_stages=100,
             callback=cb),
         "Purification constant eta=1": lambda cb: Purification(
-            N_COMPONENTS, alpha=ALPHA_PUR, eta=1.0, init=C0, n_iter=100, callback=cb),
+            N_COMPONENTS, thresholds=ALPHA_PUR, learning_rate=1.0, init=C0, n_stages=100,
+            callback=cb),
     }.items():
         trace = [dict(samples=0, seconds=0.0, ln_error=ln_err(C0, truth))]
 
@@ -442,7 +444,7 @@ def part_noise(cfg):
                 if inverse == "AND":
                     est = AND(N_COMPONENTS, update="stagewise", thresholds=ALPHA_AND, init=C0)
                 else:
-                    est = Purification(N_COMPONENTS, alpha=ALPHA_PUR, init=C0,
+                    est = Purification(N_COMPONENTS, thresholds=ALPHA_PUR, init=C0,
                                        inverse=inverse, **DECAY)
                 t0 = time.perf_counter()
                 error = None
@@ -550,7 +552,7 @@ def part_aimed(cfg):
                 for inverse in inverses:
                     # the decoded value K moves by C_nu |v_K . b_K| through this decoder
                     moved = level * np.abs(np.sum(V * decoders[inverse].T, axis=1))
-                    est = Purification(N_COMPONENTS, alpha=ALPHA_PUR, init=C0,
+                    est = Purification(N_COMPONENTS, thresholds=ALPHA_PUR, init=C0,
                                        inverse=inverse, **DECAY)
                     stream = iter_purification_data(
                         total, N_COMPONENTS, M_FEATURES, sparsity=SPARSITY, noise=level,
@@ -602,7 +604,7 @@ def profile_stream():
     truth = truth_for(0)
     C0 = start_for(0, truth)
     blocks = [Y for Y, _ in stream_for(0, 110_000, 10_000)]
-    est = Purification(N_COMPONENTS, alpha=ALPHA_PUR, init=C0, **DECAY)
+    est = Purification(N_COMPONENTS, thresholds=ALPHA_PUR, init=C0, **DECAY)
     est.partial_fit(blocks[0])
     text = _common.profile_top(lambda: [est.partial_fit(Y) for Y in blocks[1:]], n=12)
     cache = est._inverse_cache

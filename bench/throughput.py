@@ -447,9 +447,9 @@ def make_estimator(mode, init, alpha, n_stages, callback=None):
                              thresholds=float(alpha), n_stages=n_stages, tol=0.0,
                              n_iter_no_change=None, callback=callback)
     inverse = mode.split()[1]
-    return streamnmf.Purification(N_COMPONENTS, alpha=float(alpha), init=init, n_iter=n_stages,
-                                  inverse=inverse, tol=0.0, n_iter_no_change=None,
-                                  callback=callback)
+    return streamnmf.Purification(N_COMPONENTS, thresholds=float(alpha), init=init,
+                                  n_stages=n_stages, inverse=inverse, tol=0.0,
+                                  n_iter_no_change=None, callback=callback)
 
 
 def stage_end_seconds(est, X, repeats=3):

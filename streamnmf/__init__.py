@@ -12,6 +12,8 @@ from ._and import AND  # noqa: E402
 from ._base import StreamingNMFBase  # noqa: E402
 from ._purification import Purification  # noqa: E402
 from . import datasets, io, metrics, schedules  # noqa: E402
+from ._config import config_context, get_config, set_config  # noqa: E402
+from ._warmup import warmup  # noqa: E402
 from .io import HDF5Source  # noqa: E402
 from .io.records import CheckpointError  # noqa: E402
 
@@ -46,5 +48,6 @@ def load(path):
     return StreamingNMFBase.load(path)
 
 
-__all__ = ["AND", "Purification", "HDF5Source", "CheckpointError", "load", "local_cluster", "datasets",
-           "io", "metrics", "schedules", "__version__"]
+__all__ = ["AND", "Purification", "HDF5Source", "CheckpointError", "load", "local_cluster",
+           "get_config", "set_config", "config_context", "warmup", "datasets", "io", "metrics",
+           "schedules", "__version__"]

@@ -1,9 +1,12 @@
 """AND: Alternating Non-negative gradient Descent (Li & Liang, ICML 2017, Algorithm 1)."""
 
+from numbers import Integral, Real
+
 import numpy as np
 import scipy.linalg
+from sklearn.utils._param_validation import Interval, StrOptions
 
-from ._base import StreamingNMFBase, _check_number
+from ._base import SHARED_CONSTRAINTS, StreamingNMFBase
 from ._engine import Rule
 from .drift import DriftDetector
 from .linalg import nonnegative_least_squares
@@ -15,8 +18,7 @@ PROX = 1e-10
 #: most coordinate-descent sweeps of a non-negative stagewise solve: the stages iterate
 #: anyway, so a stage's solve need not be exact where the unconstrained one is infeasible
 NNLS_SWEEPS = 5
-#: what ``components`` and ``transform_algorithm`` take
-COMPONENTS = ("auto", "nonnegative", "signed")
+#: what ``transform_algorithm`` takes
 TRANSFORM_ALGORITHMS = ("auto", "nnls", "threshold")
 DRIFT_MODES = ("reseed", "detect")
 
@@ -245,6 +247,16 @@ class AND(StreamingNMFBase):
     decoding matrix computed once per stage.
     """
 
+    _parameter_constraints: dict = {
+        **SHARED_CONSTRAINTS,
+        "update": [StrOptions(set(UPDATES))],
+        "n_inner": [Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [Interval(Real, 0, None, closed="neither"), None],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "transform_algorithm": [StrOptions(set(TRANSFORM_ALGORITHMS))],
+        "drift": [StrOptions(set(DRIFT_MODES)), DriftDetector, None],
+    }
+
     def __init__(self, n_components=None, *, components="auto", update="stagewise",
                  thresholds="adaptive",
                  n_stages=200, stage_length=None, n_inner=50, learning_rate=None,
@@ -273,34 +285,6 @@ class AND(StreamingNMFBase):
         self.transform_algorithm = transform_algorithm
         self.drift = drift
         self.blas_threads = blas_threads
-
-    def _validate_algorithm_params(self):
-        if self.update not in UPDATES:
-            raise ValueError(f"update={self.update!r} is not supported; expected one of {UPDATES}.")
-        if self.transform_algorithm not in TRANSFORM_ALGORITHMS:
-            raise ValueError(
-                f"transform_algorithm={self.transform_algorithm!r} is not supported; expected "
-                f"one of {TRANSFORM_ALGORITHMS}."
-            )
-        if self.components not in COMPONENTS:
-            raise ValueError(
-                f"components={self.components!r} is not supported; expected one of "
-                f"{COMPONENTS}: 'nonnegative' keeps every entry >= 0 (NMF), 'signed' allows "
-                "signed components (the AND paper's model), 'auto' picks 'nonnegative' when the "
-                "data the start reads are non-negative."
-            )
-        if not (self.drift is None or isinstance(self.drift, DriftDetector)
-                or (isinstance(self.drift, str) and self.drift in DRIFT_MODES)):
-            raise ValueError(
-                f"drift={self.drift!r} is not supported; expected 'reseed' (detect a change "
-                "of the stream and re-seed the components it made obsolete), 'detect' (flag "
-                "it in history_ only), a streamnmf.drift.DriftDetector, or None."
-            )
-        _check_number("n_stages", self.n_stages, low=1, integer=True)
-        _check_number("batch_size", self.batch_size, low=1, integer=True)
-        _check_number("stage_length", self.stage_length, low=1, integer=True, allow_none=True)
-        _check_number("n_inner", self.n_inner, low=1, integer=True)
-        _check_number("learning_rate", self.learning_rate, low=0, low_open=True, allow_none=True)
 
     def _make_rule(self):
         nonnegative = bool(self.__dict__.get("nonnegative_", self.components == "nonnegative"))

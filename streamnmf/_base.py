@@ -5,8 +5,8 @@ which stage length its full-batch fit uses; the stage loop does the work.
 """
 
 import copy
-import numbers
 import os
+from numbers import Integral, Real
 import time
 import warnings
 import weakref
@@ -15,15 +15,16 @@ import h5py
 import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import __version__, _engine
 from . import _kernels as K
-from ._blas import BlasThreads, check_blas_threads
+from ._blas import BlasThreads
 from ._driver import FitPosition, InProcess
 from ._start import check_random_state, spa_init
 from .drift import DriftDetector, reseed_components
-from .schedules import make_schedule
+from .schedules import ThresholdSchedule, make_schedule
 from .io import as_source, atomic, input_files, records
 from .io.state import FitState, ModelState
 from .io.sources import check_block
@@ -39,22 +40,6 @@ RESIDUAL_FLOOR = 1e-6
 #: coordinate-descent sweeps and relative tolerance of the NNLS codes of ``transform``
 NNLS_CODE_SWEEPS = 200
 NNLS_CODE_TOL = 1e-8
-
-
-def _check_number(name, value, low=None, high=None, integer=False, allow_none=False,
-                  low_open=False):
-    if value is None and allow_none:
-        return
-    kind = numbers.Integral if integer else numbers.Real
-    if isinstance(value, bool) or not isinstance(value, kind) or (
-        not integer and not np.isfinite(value)
-    ):
-        what = "an int" if integer else "a finite number"
-        raise ValueError(f"{name} must be {what}{' or None' if allow_none else ''}, got {value!r}.")
-    if low is not None and (value < low or (low_open and value == low)):
-        raise ValueError(f"{name} must be {'>' if low_open else '>='} {low}, got {value!r}.")
-    if high is not None and value > high:
-        raise ValueError(f"{name} must be <= {high}, got {value!r}.")
 
 
 def _is_dask_array(X):
@@ -98,8 +83,32 @@ class _StageEndListener:
         self._estimator = lambda: None
 
 
+#: constraints of the parameters both estimators take, in scikit-learn's vocabulary (its
+#: ``BaseEstimator._validate_params`` checks them); each estimator adds its own
+SHARED_CONSTRAINTS = {
+    "n_components": [Interval(Integral, 1, None, closed="left"), None],
+    "components": [StrOptions({"auto", "nonnegative", "signed"})],
+    "thresholds": [StrOptions({"adaptive", "geometric"}), Interval(Real, 0, None, closed="left"),
+                   "array-like", ThresholdSchedule],
+    "n_stages": [Interval(Integral, 1, None, closed="left")],
+    "stage_length": [Interval(Integral, 1, None, closed="left"), None],
+    "init": [StrOptions(set(INIT_OPTIONS)), "array-like"],
+    "tol": [Interval(Real, 0, np.inf, closed="left"), None],
+    "n_iter_no_change": [Interval(Integral, 1, None, closed="left"), None],
+    "random_state": [Interval(Integral, 0, None, closed="left"), np.random.Generator, None],
+    "callback": [callable, None],
+    "verbose": ["verbose"],
+    "checkpoint": [str, os.PathLike, None],
+    "checkpoint_every": [Interval(Real, 0, np.inf, closed="neither")],
+    "client": [HasMethods(["compute", "scatter"]), None],
+    "blas_threads": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left"), None],
+}
+
+
 class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Shared machinery of :class:`~streamnmf.AND` and :class:`~streamnmf.Purification`."""
+
+    _parameter_constraints: dict = SHARED_CONSTRAINTS
 
     def __setstate__(self, state):
         super().__setstate__(state)
@@ -114,7 +123,8 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         raise NotImplementedError
 
     def _validate_algorithm_params(self):
-        """Check the algorithm's own parameters (raise ValueError naming the parameter)."""
+        """Checks of the algorithm's parameters beyond ``_parameter_constraints`` (raise a
+        ValueError naming the parameter)."""
 
     def _loop_settings(self):
         """How the stage loop runs, from the algorithm's parameters.
@@ -133,18 +143,10 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
     def _check_params(self):
         """Check every parameter (a ValueError naming it); returns the loop settings.
 
-        Not ``_validate_params``: that is scikit-learn's own method of ``BaseEstimator``.
+        Types and ranges come from ``_parameter_constraints``, checked by scikit-learn's
+        ``_validate_params``; the rest (a schedule's values) by the algorithm.
         """
-        _check_number("n_components", self.n_components, low=1, integer=True, allow_none=True)
-        _check_number("tol", self.tol, low=0, allow_none=True)
-        _check_number("n_iter_no_change", self.n_iter_no_change, low=1, integer=True,
-                      allow_none=True)
-        _check_number("checkpoint_every", self.checkpoint_every, low=0, low_open=True)
-        if self.checkpoint is not None and not isinstance(self.checkpoint, (str, os.PathLike)):
-            raise ValueError(f"checkpoint must be a file path or None, got {self.checkpoint!r}.")
-        check_blas_threads(getattr(self, "blas_threads", None))
-        if self.callback is not None and not callable(self.callback):
-            raise ValueError(f"callback must be callable or None, got {self.callback!r}.")
+        self._validate_params()
         self._validate_algorithm_params()
         settings = self._loop_settings()
         make_schedule(settings["thresholds"])  # raises on a bad schedule
@@ -483,18 +485,33 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         return kept
 
     def _on_stage_end(self, loop, row):
-        # Early stop: the relative change of the working matrix fell below tol, or stopped
-        # improving for n_iter_no_change stages (round-off or the noise floor reached).
-        stop = False
-        if self.callback is not None:
-            t0 = time.perf_counter()
-            self.components_ = loop.C.copy()  # what the callback inspects
-            stop = self.callback(self, row) is True
-            loop.seconds -= time.perf_counter() - t0  # time spent evaluating is not fitting
+        """The stage-end listener: the callback, the stopping rules, the report, the checkpoint."""
+        stop = self._stopping_rules(loop, row, self._run_callback(loop, row))
+        if self._in_fit and (stop or loop.stage >= self._n_stages_max):
+            loop.stopped = True
+        if self.verbose:
+            self._print_stage(row)
+        if self.checkpoint is not None:
+            self._checkpoint_stage_end(loop)
+
+    def _run_callback(self, loop, row):
+        """Whether the user's callback asked to stop; its time is not fitting time."""
+        if self.callback is None:
+            return False
+        t0 = time.perf_counter()
+        self.components_ = loop.C.copy()  # what the callback inspects
+        stop = self.callback(self, row) is True
+        loop.seconds -= time.perf_counter() - t0
+        return stop
+
+    def _stopping_rules(self, loop, row, asked):
+        """Whether to stop after this stage: asked by the callback, or converged (the relative
+        change below ``tol``), or stalled (no better change, or an objective plateau, for
+        ``n_iter_no_change`` stages: round-off or the noise floor reached)."""
         # a stage that decoded nothing leaves the matrix as it was: that is not convergence
-        if row["change"] <= self._tol(loop.dtype) and row["density"] > 0:
-            stop = True
-        self._early_stopped |= stop
+        converged = row["change"] <= self._tol(loop.dtype) and row["density"] > 0
+        self._early_stopped |= asked or converged
+        stop = asked or converged
         if row["change"] < self._best_change:
             self._best_change, self._stalled = row["change"], 0
         elif not loop.schedule.lowering:  # a threshold still being lowered moves the fixed point
@@ -503,23 +520,22 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
                 stop = True
         if self.n_iter_no_change is not None and self._objective_plateau(loop.history):
             stop = True
-        if self._in_fit and (stop or loop.stage >= self._n_stages_max):
-            loop.stopped = True
-        if self.verbose:
-            print(
-                f"[{type(self).__name__}] stage {row['stage']:4d}  alpha={row['alpha']:.3e}  "
-                f"change={row['change']:.3e}  objective={row['objective']:.3e}  "
-                f"density={row['density']:.3f}  {row['seconds']:.2f}s",
-                flush=True,
-            )
-        if self.checkpoint is not None and getattr(self, "_defer_checkpoints", False):
+        return stop
+
+    def _print_stage(self, row):
+        print(
+            f"[{type(self).__name__}] stage {row['stage']:4d}  alpha={row['alpha']:.3e}  "
+            f"change={row['change']:.3e}  objective={row['objective']:.3e}  "
+            f"density={row['density']:.3f}  {row['seconds']:.2f}s",
+            flush=True,
+        )
+
+    def _checkpoint_stage_end(self, loop):
+        if getattr(self, "_defer_checkpoints", False):  # partial_fit writes one when done
             self._checkpoint_deferred = True
-        elif self.checkpoint is not None:
-            if self._in_fit:
-                position = self._progress.at(loop.samples_seen)
-            else:
-                position = (0, loop.samples_seen)
-            self._write_checkpoint(position)
+            return
+        position = self._progress.at(loop.samples_seen) if self._in_fit else (0, loop.samples_seen)
+        self._write_checkpoint(position)
 
     def _objective_plateau(self, history):
         """Whether the objective fell by less than ``OBJECTIVE_TOL`` (relative) over the last
@@ -540,7 +556,7 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
 
     # -- checkpoints ----------------------------------------------------------------------------
     #: parameters that may differ between the run that wrote a checkpoint and the one resuming
-    _RESUME_FREE = ("n_stages", "n_iter", "tol", "n_iter_no_change", "callback", "verbose",
+    _RESUME_FREE = ("n_stages", "tol", "n_iter_no_change", "callback", "verbose",
                     "checkpoint", "checkpoint_every", "init", "client", "blas_threads",
                     "transform_algorithm")
 
@@ -579,7 +595,7 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         last_time, last_seen = self._last_checkpoint
         loop = self._loop
         every = self.checkpoint_every
-        due = (loop.samples_seen - last_seen >= every) if isinstance(every, numbers.Integral) \
+        due = (loop.samples_seen - last_seen >= every) if isinstance(every, Integral) \
             else (time.monotonic() - last_time >= every)
         if due and loop.samples_seen > last_seen:
             self._write_checkpoint(self._progress.position)

@@ -14,7 +14,6 @@ Fewer threads can change results in the last bits (a product split over other th
 differently): pass an int to fix the count where runs must agree bit for bit.
 """
 
-import numbers
 import os
 import time
 
@@ -149,13 +148,3 @@ class BlasThreads:
         return False
 
 
-def check_blas_threads(value):
-    """Raise a ValueError unless ``value`` is "auto", None or an int >= 1."""
-    if value is None or value == "auto":
-        return
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(
-            f"blas_threads must be 'auto', None or an int >= 1, got {value!r}: 'auto' limits "
-            "BLAS to the cores other processes leave free, an int fixes the count, None "
-            "leaves the BLAS library as configured."
-        )

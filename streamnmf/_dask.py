@@ -50,6 +50,7 @@ import numpy as np
 
 from . import _engine
 from .io import input_files
+from ._config import get_config
 from ._driver import InProcess
 from ._engine import single_threaded_blas
 from .io.sources import (
@@ -68,10 +69,10 @@ RETRIES = 2
 #: killed too many workers, ``KilledWorker``)
 STAGE_ATTEMPTS = 3
 
-#: grouping of consecutive blocks into map tasks (see ``_groups``): about this many bytes a
-#: task, at least ``MIN_MAP_TASKS`` and at most ``MAX_MAP_TASKS`` tasks a stage (16 MiB blocks:
-#: a 1.6 GB pass is 32 tasks of 3 blocks, a 1-TB pass 60k blocks in 7.6k tasks of 8)
-TASK_BYTES = 64 << 20
+#: grouping of consecutive blocks into map tasks (see ``_groups``): about
+#: ``get_config()["dask_task_bytes"]`` (64 MiB) a task, at least ``MIN_MAP_TASKS`` and at most
+#: ``MAX_MAP_TASKS`` tasks a stage (16 MiB blocks: a 1.6 GB pass is 32 tasks of 3 blocks, a
+#: 1-TB pass 60k blocks in 7.6k tasks of 8)
 MIN_MAP_TASKS = 32
 MAX_MAP_TASKS = 8192
 
@@ -142,15 +143,12 @@ def _import_dask():
 
 # -- worker side ---------------------------------------------------------------------------------
 
-#: raise glibc's mmap/trim thresholds in worker processes started with the nanny's
-#: ``MALLOC_TRIM_THRESHOLD_`` (see ``_tune_malloc``); False leaves malloc alone
-MALLOC_TUNING = True
 _MMAP_THRESHOLD = 32 << 20  # glibc's largest allowed value on 64-bit (HEAP_MAX_SIZE / 2)
 _TRIM_THRESHOLD = 64 << 20
 _malloc_tuned = []
 
 
-def _tune_malloc():
+def _tune_malloc(enabled):
     """Once per process: let glibc keep freed buffers of up to 32 MiB instead of unmapping them.
 
     Dask's nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536`` (to return memory to the
@@ -160,9 +158,10 @@ def _tune_malloc():
     (measured: 0.08-0.11 s vs 0.012-0.02 s per 64 MB; decoding the block adds more). With the
     thresholds at 32 / 64 MiB the buffers are reused; a worker may keep up to 64 MiB of freed
     memory per malloc arena (reported by Dask as unmanaged memory). Only in processes whose
-    environment has ``MALLOC_TRIM_THRESHOLD_`` (the nanny's workers), only with glibc.
+    environment has ``MALLOC_TRIM_THRESHOLD_`` (the nanny's workers), only with glibc, and
+    only when ``enabled`` (the client's ``get_config()["dask_malloc_tuning"]``).
     """
-    if _malloc_tuned or not MALLOC_TUNING:
+    if _malloc_tuned or not enabled:
         return
     _malloc_tuned.append(True)
     if "MALLOC_TRIM_THRESHOLD_" not in os.environ or not sys.platform.startswith("linux"):
@@ -207,7 +206,6 @@ def _accumulate(blocks, D, alpha, kind, with_sum_y):
     One block gives exactly ``_engine.block_stats``; several are accumulated into one
     :class:`StageStats` as the single-process loop does (no temporary per block).
     """
-    _tune_malloc()
     stats = _engine.StageStats(D.shape[1], D.shape[0], with_sum_y)
     # Workers started by a Dask nanny already have OPENBLAS_NUM_THREADS=1 (and the OMP/MKL
     # twins: ``distributed.nanny.pre-spawn-environ``); this covers threads of the client
@@ -232,16 +230,18 @@ async def _forget_source_async(token):
     _forget_source(token)
 
 
-def _read_stats(source, token, ranges, D, alpha, kind, with_sum_y):
+def _read_stats(source, token, ranges, D, alpha, kind, with_sum_y, tune_malloc):
     """Map task of a random-access source: read the row ranges ``[(start, stop), ...]``."""
-    _tune_malloc()
+    _tune_malloc(tune_malloc)
     source = _worker_source(token, source)
     blocks = (source.read(row_start, row_stop) for row_start, row_stop in ranges)
     return _accumulate(blocks, D, alpha, kind, with_sum_y)
 
 
-def _slice_stats(blocks, slices, n_features, dtype, D, alpha, kind, with_sum_y, check):
+def _slice_stats(blocks, slices, n_features, dtype, D, alpha, kind, with_sum_y, check,
+                 tune_malloc):
     """Map task of in-memory blocks or dask chunks: rows ``[lo, hi)`` of each."""
+    _tune_malloc(tune_malloc)
     def rows():
         for block, (lo, hi) in zip(blocks, slices):
             if check:  # a dask chunk: any array-like; validated like every block of a stream
@@ -285,7 +285,7 @@ def _chunk_leaf(runner, inp, chunks, bounds, ranges, D_ref, alpha, kind, with_su
         slices.append((row_start - int(bounds[c]), row_stop - int(bounds[c])))
     return runner.delayed(_slice_stats)(
         blocks, slices, inp.n_features, inp.dtype, D_ref, alpha, kind, with_sum_y, check,
-        dask_key_name=key,
+        runner.tune_malloc, dask_key_name=key,
     )
 
 
@@ -314,7 +314,8 @@ class _RandomAccess(_AlignedBlocks):
 
     def leaf(self, runner, ranges, D_ref, alpha, kind, with_sum_y, key):
         return runner.delayed(_read_stats)(
-            self.source, self.token, ranges, D_ref, alpha, kind, with_sum_y, dask_key_name=key,
+            self.source, self.token, ranges, D_ref, alpha, kind, with_sum_y, runner.tune_malloc,
+            dask_key_name=key,
         )
 
     def release(self, runner):
@@ -466,6 +467,10 @@ class _Runner:
         self.dask = dask
         self.delayed = dask.delayed
         self.client = client
+        # read once, in the thread that starts the fit (the tasks run elsewhere)
+        config = get_config()
+        self.task_bytes = config["dask_task_bytes"]
+        self.tune_malloc = config["dask_malloc_tuning"]
 
     def compute_one(self, collection):
         if self.client is not None:
@@ -491,7 +496,7 @@ class _Runner:
                 parts = [
                     inp.leaf(self, group, D_ref, alpha, kind, with_sum_y,
                              key=f"streamnmf-stats-{token}-{i}")
-                    for i, group in enumerate(_groups(ranges, inp.row_bytes))
+                    for i, group in enumerate(_groups(ranges, inp.row_bytes, self.task_bytes))
                 ]
                 level = 0
                 while len(parts) > 1:  # in block order: a fixed summation tree
@@ -519,12 +524,12 @@ class _Runner:
         raise AssertionError("unreachable")
 
 
-def _groups(ranges, row_bytes=0):
+def _groups(ranges, row_bytes=0, task_bytes=64 << 20):
     """Consecutive ranges per map task.
 
     A task costs the scheduler and the worker a few ms besides its compute (measured here:
     ~3 ms of client CPU and ~3 ms of worker CPU per task, against ~35 ms to decode a 16 MiB
-    block), so blocks are grouped up to ``TASK_BYTES`` a task, but never below
+    block), so blocks are grouped up to ``task_bytes`` a task, but never below
     ``MIN_MAP_TASKS`` tasks a stage (work to balance over the workers) nor above
     ``MAX_MAP_TASKS``. The grouping depends only on the stage's ranges, never on the cluster,
     so the summation order (and the result, bit for bit) is the same on any number of workers.
@@ -534,10 +539,12 @@ def _groups(ranges, row_bytes=0):
     ranges : list of (row_start, row_stop)
     row_bytes : int
         Bytes of a dense row (an upper bound for CSR rows); 0: one range per task.
+    task_bytes : int
+        Bytes a task reads at most (unless ``MAX_MAP_TASKS`` needs more).
     """
     n = len(ranges)
     rows = max((hi - lo for lo, hi in ranges), default=1)
-    size = max(1, TASK_BYTES // max(rows * row_bytes, 1)) if row_bytes else 1
+    size = max(1, task_bytes // max(rows * row_bytes, 1)) if row_bytes else 1
     size = min(size, max(1, n // MIN_MAP_TASKS))
     size = max(size, -(-n // MAX_MAP_TASKS))
     return [ranges[i:i + size] for i in range(0, n, size)]

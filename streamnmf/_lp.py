@@ -9,6 +9,8 @@ import scipy.linalg
 import scipy.sparse
 from scipy.optimize import linprog
 
+from ._config import LP_SOLVERS, get_config
+
 try:  # optional (extra "lp"): the HiGHS API itself, which can hot-start from a basis
     import highspy
 except ImportError:  # pragma: no cover - the scipy-only configuration
@@ -21,12 +23,6 @@ __all__ = ["InverseError", "min_inf_inverse_rows"]
 LP_TOL = 1e-10
 #: a reused basis is accepted when its dual certificate satisfies ``|C^T u| <= 1 + CERT_TOL``
 CERT_TOL = 1e-9
-#: Solver of the min-inf programmes: ``"auto"`` (``highspy`` when it is importable, else
-#: ``scipy.optimize.linprog``), ``"highspy"`` or ``"scipy"``. Both run HiGHS' dual simplex
-#: with the same options; only ``highspy`` can hot-start a programme from the previous stage's
-#: basis. The results agree (see :func:`min_inf_inverse_rows`); tests switch this.
-LP_SOLVER = "auto"
-LP_SOLVERS = ("auto", "highspy", "scipy")
 #: HiGHS options of both solvers (``linprog(method="highs-ds")`` sets the same ones)
 _HIGHS_OPTIONS = dict(
     output_flag=False, presolve="off", simplex_strategy=1,  # dual simplex
@@ -356,7 +352,8 @@ def min_inf_inverse_rows(C, *, bases=None, return_bases=False, solver=None):
     return_bases : bool
         Also return the bases found (for the next call).
     solver : {"auto", "highspy", "scipy"} or None
-        None: the module's ``LP_SOLVER`` (``"auto"``: ``highspy`` when importable).
+        None: the configured one (``streamnmf.get_config()["lp_solver"]``; ``"auto"``:
+        ``highspy`` when importable).
 
     Returns
     -------
@@ -375,7 +372,7 @@ def min_inf_inverse_rows(C, *, bases=None, return_bases=False, solver=None):
 
 
 def _resolve_solver(solver):
-    solver = LP_SOLVER if solver is None else solver
+    solver = get_config()["lp_solver"] if solver is None else solver
     if solver not in LP_SOLVERS:
         raise ValueError(f"LP solver {solver!r} is not supported; expected one of {LP_SOLVERS}.")
     if solver == "auto":

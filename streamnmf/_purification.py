@@ -14,16 +14,17 @@ decoding matrix ``D = B.T`` is (n_features, n_components), so a block decodes as
 ``B A = I`` reads ``C D = I``. An iteration of the paper is a stage of the engine.
 """
 
+from numbers import Real
+
 import numpy as np
+from sklearn.utils._param_validation import Interval, StrOptions
 
 from . import _engine
 from . import _kernels as K
-from ._base import StreamingNMFBase, _check_number
+from ._base import SHARED_CONSTRAINTS, StreamingNMFBase
 from ._engine import Rule
 from ._lp import InverseError, _min_inf, min_inf_inverse_rows
 
-#: what ``components`` takes (as AND's)
-COMPONENTS = ("auto", "nonnegative", "signed")
 
 __all__ = [
     "InverseError",
@@ -252,24 +253,26 @@ class Purification(StreamingNMFBase):
         recovers less well (README example: ln error -4.0 instead of -4.4), hence not the
         default. ``"auto"``: non-negative when every value of the rows the start reads is
         ``>= 0``. Kept in ``nonnegative_``.
-    alpha : float, default=0.1
-        The ReLU offset ``alpha`` (constant over the iterations, as in the paper), in the
-        units of the codes. With the default ``r`` the codes keep the scale of ``init``.
-    eta : float, default=0.5
+    thresholds : float, sequence or ThresholdSchedule, default=0.1
+        The ReLU offset ``alpha`` of every stage, in the units of the codes: a float is
+        constant over the stages, as in the paper (anything
+        :func:`~streamnmf.schedules.make_schedule` takes, as for :class:`~streamnmf.AND`).
+        With the default ``r`` the codes keep the scale of ``init``.
+    learning_rate : float, default=0.5
         Step size ``eta`` in (0, 1].
     r : float or None, default=None
         The paper's scaling factor ``r``. None: per component, the scale that keeps every
         column's size steady, ``r_i = 1 / (2 cov(v_i, x_i))`` with ``v = B y`` (see
         :class:`PurificationRule`); it makes the truth a fixed point for any ``alpha``. A float:
         the paper's scalar, used as given.
-    batch_size : int or None, default=None
-        Samples per iteration (the paper's ``N``). None: one pass over the data per iteration
-        in ``fit``; one call per iteration in ``partial_fit``.
-    n_iter : int, default=100
-        Most iterations ``fit`` runs (the paper's ``T``).
+    n_stages : int, default=100
+        Most stages (the paper's iterations, ``T``) ``fit`` runs.
+    stage_length : int or None, default=None
+        Samples per stage (the paper's ``N``). None: one pass over the data per stage in
+        ``fit``; one call per stage in ``partial_fit``.
     inverse : {"min-inf", "pinv"}, default="min-inf"
         ``"min-inf"``: the paper's minimum-``||B||_inf`` left inverse, one basis-pursuit linear
-        programme per component (HiGHS), computed once per iteration; a programme whose
+        programme per component (HiGHS), computed once per stage; a programme whose
         previous basis is still optimal is skipped, and with ``highspy`` installed (extra
         ``lp``) the others hot-start from it (see :func:`min_inf_inverse_rows`; the result
         does not depend on it). ``"pinv"``: the Moore-Penrose inverse
@@ -280,7 +283,7 @@ class Purification(StreamingNMFBase):
         None: constant ``eta`` (the paper). A float ``t0 > 0``: ``eta_t = eta / (1 + t / t0)``,
         which averages the sampling noise of the batches away on long streams (the error
         then keeps falling as the samples seen grow instead of stalling at a floor set by
-        ``batch_size``). ``"sqrt"``: ``eta_t = eta / sqrt(1 + t)``.
+        ``stage_length``). ``"sqrt"``: ``eta_t = eta / sqrt(1 + t)``.
     balance : bool, default=False
         Section 6's preprocessing for unequal proportions: rescale the start's columns so the
         second moments of the weights agree (estimated on the leading rows), solve, and undo
@@ -288,27 +291,27 @@ class Purification(StreamingNMFBase):
     init : {"spa", "random"} or ndarray of shape (n_components, n_features), default="spa"
         Start matrix (the paper's ``A(0)`` transposed); the theory needs a warm start.
     tol : float or None, default=None
-        Stop when the relative change of the components over an iteration is at most ``tol``.
+        Stop when the relative change of the components over a stage is at most ``tol``.
         None: ``10 * eps`` of the dtype.
     n_iter_no_change : int or None, default=10
-        Stop when the change has not reached a new minimum for this many iterations. None:
+        Stop when the change has not reached a new minimum for this many stages. None:
         never.
     random_state : int, Generator or None, default=None
         Seeds the init.
     callback : callable or None, default=None
-        ``callback(estimator, row)`` after every iteration, with ``estimator.components_`` a
+        ``callback(estimator, row)`` after every stage, with ``estimator.components_`` a
         copy of the working matrix; return True to stop.
     verbose : int, default=0
-        Print one line per iteration.
+        Print one line per stage.
     checkpoint : str, PathLike or None, default=None
-        File for the state of the fit, written at every iteration's end and every
+        File for the state of the fit, written at every stage's end and every
         ``checkpoint_every``; ``fit(X, resume=True)`` continues from it (see
-        :class:`~streamnmf.AND`). The iteration counter of ``step_decay`` and the balancing
+        :class:`~streamnmf.AND`). The stage counter of ``step_decay`` and the balancing
         scale are part of the state.
     checkpoint_every : float or int, default=60.0
-        A float: seconds between checkpoints within an iteration; an int: samples.
+        A float: seconds between checkpoints within a stage; an int: samples.
     client : dask.distributed.Client or None, default=None
-        Run every iteration as one map-reduce on a Dask cluster (docs/distributed.md).
+        Run every stage as one map-reduce on a Dask cluster (docs/distributed.md).
     blas_threads : "auto", int or None, default="auto"
         BLAS threads of the fit's products. ``"auto"``: as many as the cores that other
         processes leave free, re-decided every half second (all of them on an idle machine;
@@ -323,10 +326,10 @@ class Purification(StreamingNMFBase):
         scale of every row.
     alpha_ : float
     n_stages_ : int
-        Iterations run.
+        Stages run (the paper's iterations).
     n_features_in_ : int
     history_ : dict of ndarray
-        Per iteration, as in :class:`~streamnmf.AND`.
+        Per stage, as in :class:`~streamnmf.AND`.
     balance_scale_ : ndarray of shape (n_components,)
         The balancing ``D`` (ones without ``balance``).
 
@@ -345,19 +348,29 @@ class Purification(StreamingNMFBase):
     falling like ``1 / samples seen``, whatever the batch size.
     """
 
-    def __init__(self, n_components=None, *, components="signed", alpha=0.1, eta=0.5, r=None,
-                 batch_size=None,
-                 n_iter=100, inverse="min-inf", step_decay=None, balance=False, init="spa",
+    _parameter_constraints: dict = {
+        **SHARED_CONSTRAINTS,
+        "learning_rate": [Interval(Real, 0, 1, closed="right")],
+        "r": [Interval(Real, 0, np.inf, closed="neither"), None],
+        "inverse": [StrOptions(set(INVERSES))],
+        "step_decay": [Interval(Real, 0, np.inf, closed="neither"), StrOptions(set(STEP_DECAYS)),
+                       None],
+        "balance": ["boolean"],
+    }
+
+    def __init__(self, n_components=None, *, components="signed", thresholds=0.1,
+                 learning_rate=0.5, r=None, n_stages=100, stage_length=None,
+                 inverse="min-inf", step_decay=None, balance=False, init="spa",
                  tol=None, n_iter_no_change=10, random_state=None, callback=None, verbose=0,
                  checkpoint=None, checkpoint_every=60.0, client=None,
                  blas_threads="auto"):
         self.n_components = n_components
         self.components = components
-        self.alpha = alpha
-        self.eta = eta
+        self.thresholds = thresholds
+        self.learning_rate = learning_rate
         self.r = r
-        self.batch_size = batch_size
-        self.n_iter = n_iter
+        self.n_stages = n_stages
+        self.stage_length = stage_length
         self.inverse = inverse
         self.step_decay = step_decay
         self.balance = balance
@@ -373,37 +386,9 @@ class Purification(StreamingNMFBase):
         self.blas_threads = blas_threads
 
     # -- hooks --------------------------------------------------------------------------------
-    def _validate_algorithm_params(self):
-        if self.components not in COMPONENTS:
-            raise ValueError(
-                f"components={self.components!r} is not supported; expected one of "
-                f"{COMPONENTS}."
-            )
-        _check_number("alpha", self.alpha, low=0)
-        _check_number("eta", self.eta, low=0, high=1, low_open=True)
-        _check_number("r", self.r, low=0, low_open=True, allow_none=True)
-        _check_number("batch_size", self.batch_size, low=1, integer=True, allow_none=True)
-        _check_number("n_iter", self.n_iter, low=1, integer=True)
-        if not isinstance(self.inverse, str) or self.inverse not in INVERSES:
-            raise ValueError(
-                f"inverse={self.inverse!r} is not supported; expected one of {INVERSES}."
-            )
-        decay = self.step_decay
-        if isinstance(decay, str):
-            if decay not in STEP_DECAYS:
-                raise ValueError(
-                    f"step_decay={decay!r} is not supported; expected None, a number t0 > 0 "
-                    "(eta / (1 + t / t0)) or 'sqrt' (eta / sqrt(1 + t))."
-                )
-        elif decay is not None:
-            _check_number("step_decay", decay, low=0, low_open=True)
-        if not isinstance(self.balance, (bool, np.bool_)):
-            raise ValueError(f"balance must be True or False, got {self.balance!r}.")
-        _check_number("verbose", self.verbose, low=0, integer=True)
-
     def _loop_settings(self):
         return dict(
-            thresholds=float(self.alpha), n_stages=self.n_iter, stage_length=self.batch_size,
+            thresholds=self.thresholds, n_stages=self.n_stages, stage_length=self.stage_length,
             batch_size=1, sgd_eta=None,
         )
 
@@ -415,7 +400,7 @@ class Purification(StreamingNMFBase):
 
     def _make_rule(self):
         return PurificationRule(
-            inverse=self.inverse, eta=self.eta, r=self.r, step_decay=self.step_decay,
+            inverse=self.inverse, eta=self.learning_rate, r=self.r, step_decay=self.step_decay,
             balance_scale=self.__dict__.get("_balance_start"), cache=self._cache(),
             nonnegative=bool(self.__dict__.get("nonnegative_",
                                                self.components == "nonnegative")),

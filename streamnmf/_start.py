@@ -26,8 +26,9 @@ def spa_init(Y, n_components, rng):
 
     The AND paper suggests initialising with data points that contain one major feature. SPA
     picks them greedily: the sample with the largest norm (after scaling every sample to unit
-    l1 norm when the data are non-negative; signed rows are taken as they are), then the one with the largest norm after projecting out the picked ones, and so
-    on; under separability these are the purest samples. The projections are kept implicit
+    l1 norm when the data are non-negative; signed rows are taken as they are), then the one
+    with the largest norm after projecting out the picked ones, and so on; under
+    separability these are the purest samples. The projections are kept implicit
     (an orthonormal basis of the picked rows and the squared projections of every row on it),
     so a CSR block stays sparse: the cost is O(n_components * nnz + n_components^2 *
     n_features). Rows SPA cannot fill (fewer samples or a smaller rank than

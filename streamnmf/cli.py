@@ -92,7 +92,7 @@ def build_parser():
                    help="AND: adaptive, geometric or a constant (None: adaptive); "
                         "Purification: a constant (None: 0.1)")
     f.add_argument("--n-stages", type=int, default=200,
-                   help="most stages (AND) or iterations (Purification)")
+                   help="most stages (Purification: the paper's iterations)")
     f.add_argument("--stage-length", type=int, default=None,
                    help="samples per stage (None: one pass over the file)")
     f.add_argument("--init", default="spa",
@@ -194,13 +194,14 @@ def _make_estimator(args, init, callback):
         if isinstance(args.thresholds, str):
             raise UsageError(f"--thresholds {args.thresholds} applies to --algorithm and "
                              "only; Purification takes a constant threshold (a number).")
-        alpha = {} if args.thresholds is None else dict(alpha=args.thresholds)
-        return Purification(args.rank, n_iter=args.n_stages, batch_size=args.stage_length,
-                            **alpha, **common)
-    return AND(args.rank, update=args.update or "stagewise",
-               components=args.components or "auto",
-               thresholds="adaptive" if args.thresholds is None else args.thresholds,
-               n_stages=args.n_stages, stage_length=args.stage_length, **common)
+        estimator = Purification(args.rank, **common)
+    else:
+        estimator = AND(args.rank, update=args.update or "stagewise",
+                        components=args.components or "auto", **common)
+    # one vocabulary: the flags name the estimators' own parameters
+    if args.thresholds is not None:
+        estimator.set_params(thresholds=args.thresholds)
+    return estimator.set_params(n_stages=args.n_stages, stage_length=args.stage_length)
 
 
 def _same_file(a, b):

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from sklearn.utils.estimator_checks import parametrize_with_checks
+from sklearn.utils.estimator_checks import check_param_validation, parametrize_with_checks
 
 from streamnmf import AND, schedules
 from streamnmf._engine import DivergenceError
@@ -268,9 +268,9 @@ def test_wrong_feature_count_in_partial_fit():
 
 
 @pytest.mark.parametrize("n_components, message", [
-    (0, "n_components must be >= 1"),
+    (0, r"'n_components' parameter of AND must be an int in the range \[1, inf\) or None"),
     (41, r"n_components=41 is larger than n_features=40"),
-    (2.5, "n_components must be an int"),
+    (2.5, r"'n_components' parameter .* Got 2.5"),
 ])
 def test_bad_n_components(n_components, message):
     data, _, _ = small_problem()
@@ -292,12 +292,15 @@ def test_init_of_wrong_shape():
 
 
 @pytest.mark.parametrize("params, message", [
-    (dict(update="als"), "update='als' is not supported"),
-    (dict(thresholds="fast"), "not a known schedule"),
-    (dict(n_stages=0), "n_stages must be >= 1"),
-    (dict(learning_rate=-1.0), "learning_rate must be > 0"),
-    (dict(batch_size=0), "batch_size must be >= 1"),
-    (dict(init="nndsvd"), "init='nndsvd' is not supported"),
+    (dict(update="als"), r"'update' parameter of AND must be a str among .* Got 'als' instead"),
+    (dict(thresholds="fast"), r"'thresholds' parameter .*'adaptive'.* Got 'fast'"),
+    (dict(thresholds=[0.1, -0.1]), r"sequence of finite thresholds >= 0 .* got \[0.1, -0.1\]"),
+    (dict(n_stages=0), r"'n_stages' parameter .* int in the range \[1, inf\). Got 0"),
+    (dict(learning_rate=-1.0), r"'learning_rate' parameter .* Got -1.0"),
+    (dict(batch_size=0), r"'batch_size' parameter .* Got 0"),
+    (dict(init="nndsvd"), r"'init' parameter .* Got 'nndsvd'"),
+    (dict(random_state=1.5), r"'random_state' parameter .*Generator' or None. Got 1.5"),
+    (dict(checkpoint_every=0), r"'checkpoint_every' parameter .* Got 0"),
 ])
 def test_bad_parameters(params, message):
     data, _, _ = small_problem()
@@ -319,6 +322,12 @@ def test_divergence_keeps_last_finite_components():
 @parametrize_with_checks([AND(1, n_stages=5, random_state=0)])
 def test_sklearn_compatible(estimator, check):
     check(estimator)
+
+
+def test_every_parameter_has_a_constraint():
+    # scikit-learn's own check: one constraint per parameter, an informative error for a
+    # value of the wrong type or out of range of each
+    check_param_validation("AND", AND(2, n_stages=2, random_state=0))
 
 
 @pytest.mark.parametrize("update", ["stagewise", "sgd"])

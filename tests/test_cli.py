@@ -47,7 +47,7 @@ def test_fit_purification_from_the_command_line(tmp_path, capsys):
                             "--init", "warm:0.1", "--n-stages", "5", "--out", model])
     assert fit["n_stages"] == 5
     loaded = streamnmf.load(model)
-    assert isinstance(loaded, streamnmf.Purification) and loaded.n_iter == 5
+    assert isinstance(loaded, streamnmf.Purification) and loaded.n_stages == 5
     assert np.isfinite(run_json(capsys, ["evaluate", model, corpus])["ln_error"])
 
 

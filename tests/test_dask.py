@@ -136,6 +136,15 @@ def test_blocks_grouped_into_fewer_tasks(h5path, reference, thread_client, monke
     est = AND(N_COMPONENTS, client=thread_client, **FIT).fit(
         HDF5Source(h5path, block_rows=BLOCK_ROWS))
     assert_close(est, reference)
+    # the configured task size: two blocks a task
+    task_bytes = 2 * BLOCK_ROWS * N_FEATURES * 8
+    assert [len(g) for g in streamnmf._dask._groups(ranges, N_FEATURES * 8, task_bytes)] == [2] * 6
+    with streamnmf.config_context(dask_task_bytes=task_bytes, dask_malloc_tuning=False):
+        runner = streamnmf._dask._Runner(dask, thread_client)
+        est = AND(N_COMPONENTS, client=thread_client, **FIT).fit(
+            HDF5Source(h5path, block_rows=BLOCK_ROWS))
+    assert (runner.task_bytes, runner.tune_malloc) == (task_bytes, False)
+    assert_close(est, reference)
 
 
 def test_hdf5_csr_group(h5path, thread_client):
@@ -169,7 +178,7 @@ def test_dask_array_without_and_with_client(data, thread_client):
 
 def test_purification_on_a_dask_array_and_with_a_client(data, h5path, thread_client):
     # Purification's rule needs sum(y): the statistics carry it through the reduction
-    kwargs = dict(n_iter=4, alpha=0.05, tol=0, n_iter_no_change=None, random_state=0)
+    kwargs = dict(n_stages=4, thresholds=0.05, tol=0, n_iter_no_change=None, random_state=0)
     ref = Purification(N_COMPONENTS, **kwargs).fit(data)  # the same init: the first 16 MiB
     est = Purification(N_COMPONENTS, **kwargs).fit(da.from_array(data, chunks=(BLOCK_ROWS, -1)))
     assert_close(est, ref)

@@ -139,7 +139,8 @@ def test_stationary_and_weights_only_streams_raise_no_alarm(update):
 
 
 def test_drift_parameter_is_checked():
-    with pytest.raises(ValueError, match="drift='forget' is not supported; expected 'reseed'"):
+    with pytest.raises(ValueError,
+                       match=r"'drift' parameter of AND must be .*'reseed'.* Got 'forget'"):
         AND(N, drift="forget").partial_fit(block(0, OLD))
 
 

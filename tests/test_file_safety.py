@@ -254,10 +254,13 @@ def test_a_zero_row_in_init_is_an_error(estimator):
         estimator(4, init=np.zeros_like(truth)).fit(data)
 
 
-@pytest.mark.parametrize("thresholds", [-0.1, [0.1, -0.01]])
-def test_negative_thresholds_are_refused(thresholds):
+@pytest.mark.parametrize("thresholds, match", [
+    (-0.1, r"'thresholds' parameter of AND must be .*a float in the range \[0.0, inf\).* Got -0.1"),
+    ([0.1, -0.01], "threshold.*>= 0"),
+])
+def test_negative_thresholds_are_refused(thresholds, match):
     data, truth, _ = make_dataset("dir", 300, 4, 20, random_state=0)
-    with pytest.raises(ValueError, match="threshold.*>= 0"):
+    with pytest.raises(ValueError, match=match):
         AND(4, init=truth, thresholds=thresholds).fit(data)
 
 

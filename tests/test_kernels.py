@@ -1,5 +1,8 @@
 """Every Numba kernel against its NumPy twin in ``naive.py``, on seeded inputs and edge cases."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -348,3 +351,25 @@ def test_hals_converges_to_the_nonnegative_least_squares_solution():
     # an all-zero problem leaves the start as it is (clipped at zero)
     C, _ = nonnegative_least_squares(np.zeros((2, 2)), np.zeros((2, 3)), -np.ones((2, 3)))
     np.testing.assert_array_equal(C, 0)
+
+
+def test_warmup_compiles_every_kernel():
+    # in a fresh process: here the other tests have compiled them already
+    script = (
+        "import numba, streamnmf\n"
+        "from streamnmf import _kernels as K\n"
+        "seconds = streamnmf.warmup()\n"
+        "kernels = {n: f for n, f in vars(K).items()\n"
+        "           if isinstance(f, numba.core.registry.CPUDispatcher)\n"
+        "           and not n.startswith('_')}\n"
+        "print(sorted(n for n, f in kernels.items() if not f.signatures))\n"
+        "print(sorted(n for n, f in kernels.items()\n"
+        "             if not any('float32' in str(s) for s in f.signatures)))\n"
+        "print(len(kernels), seconds > 0)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    assert out[0] == "[]", f"kernels warmup() did not compile: {out[0]}"
+    # the statistics' HALS rows run on the float64 statistics of every fit
+    assert out[1] == "['hals_rows']", f"kernels without a float32 version: {out[1]}"
+    assert out[2].split()[1] == "True" and int(out[2].split()[0]) >= 10

@@ -6,8 +6,9 @@ import pickle
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from sklearn.utils.estimator_checks import parametrize_with_checks
+from sklearn.utils.estimator_checks import check_param_validation, parametrize_with_checks
 
+import streamnmf
 from streamnmf import _engine
 from streamnmf import _kernels as K
 from streamnmf import _lp
@@ -60,12 +61,12 @@ def warm_start(C_true, ell, rng):
 # -- the decoding inverse ------------------------------------------------------------------------
 
 @pytest.fixture(params=["scipy", "highspy"])
-def lp_solver(request, monkeypatch):
+def lp_solver(request):
     """Run a test with each LP solver: scipy's linprog always, highspy where installed."""
     if request.param == "highspy":
         pytest.importorskip("highspy")
-    monkeypatch.setattr(_lp, "LP_SOLVER", request.param)
-    return request.param
+    with streamnmf.config_context(lp_solver=request.param):
+        yield request.param
 
 
 def drifting_components(n, m, steps, size, rng):
@@ -243,16 +244,17 @@ def test_lp_solver_switch(monkeypatch):
         _min_inf(C, solver="highspy")
 
 
-def test_fits_with_and_without_highspy_agree(monkeypatch):
+def test_fits_with_and_without_highspy_agree():
     pytest.importorskip("highspy")
     rng = np.random.default_rng(24)
     C_true = truth(40, 8, rng)
     Y = binary_weights(3000, 8, 2, rng) @ C_true
-    kw = dict(init=warm_start(C_true, 0.2, rng), batch_size=500, n_iter=8, n_iter_no_change=None)
+    kw = dict(init=warm_start(C_true, 0.2, rng), stage_length=500, n_stages=8,
+              n_iter_no_change=None)
     fits = {}
     for solver in ("scipy", "highspy"):
-        monkeypatch.setattr(_lp, "LP_SOLVER", solver)
-        fits[solver] = Purification(8, **kw).fit(Y)
+        with streamnmf.config_context(lp_solver=solver):
+            fits[solver] = Purification(8, **kw).fit(Y)
     assert fits["highspy"]._inverse_cache["bases"].stats is not None  # the warm path ran
     np.testing.assert_allclose(fits["highspy"].components_, fits["scipy"].components_,
                                rtol=1e-12, atol=1e-14)
@@ -278,7 +280,7 @@ def test_estimator_reports_a_rank_deficient_start():
     init[2] = init[0]
     with pytest.raises(InverseError, match=r"row 0 of B .* status 2"):
         Purification(4, init=init).fit(Y)
-    Purification(4, init=init, inverse="pinv", n_iter=2).fit(Y)  # pinv does not fail
+    Purification(4, init=init, inverse="pinv", n_stages=2).fit(Y)  # pinv does not fail
 
 
 # -- decode and update ---------------------------------------------------------------------------
@@ -288,7 +290,7 @@ def test_transform_is_the_shifted_relu_of_the_min_inf_inverse(dtype):
     rng = np.random.default_rng(8)
     C = truth(30, 6, rng)
     Y = (binary_weights(200, 6, 2, rng) @ C).astype(dtype)
-    est = Purification(6, alpha=0.15, init=C, n_iter=2).fit(Y)
+    est = Purification(6, thresholds=0.15, init=C, n_stages=2).fit(Y)
     D = min_inf_inverse_rows(est.components_.astype(np.float64))
     expected = naive.decode(Y.astype(np.float64), D, 0.15, 1)  # max(Y @ D - alpha, 0)
     Z = est.transform(Y)
@@ -342,7 +344,7 @@ def test_one_iteration_matches_the_literal_algorithm():
     C0 = warm_start(C_true, 0.2, rng)
     batches = [binary_weights(40, 4, 1.5, rng) @ C_true for _ in range(3)]
     for r, inverse in [(None, "min-inf"), (1.5, "min-inf"), (None, "pinv")]:
-        est = Purification(4, alpha=0.1, eta=0.6, r=r, inverse=inverse, init=C0)
+        est = Purification(4, thresholds=0.1, learning_rate=0.6, r=r, inverse=inverse, init=C0)
         for Yb in batches:
             est.partial_fit(Yb)
         expected = naive.purification_algorithm1(batches, C0.T, 0.1, 0.6, r=r, inverse=inverse)
@@ -370,7 +372,8 @@ def test_exact_population_converges_to_round_off():
     C_true = truth(30, 6, rng)
     Y = product_design(6, 3) @ C_true
     C0 = warm_start(C_true, 0.3, rng)
-    est = Purification(6, alpha=0.1, eta=1.0, init=C0, n_iter=30, n_iter_no_change=None)
+    est = Purification(6, thresholds=0.1, learning_rate=1.0, init=C0, n_stages=30,
+                       n_iter_no_change=None)
     est.fit(Y)
     assert log_total_correlation_error(C0, C_true) > -5
     assert log_total_correlation_error(est.components_, C_true) < -40
@@ -384,7 +387,7 @@ def test_recovery_from_the_papers_warm_start_on_a2_prime():
     C_true = truth(m, n, rng)
     C0 = warm_start(C_true, 0.1, rng)
     start = log_total_correlation_error(C0, C_true)
-    est = Purification(n, alpha=0.1, eta=1.0, step_decay=2.0, init=C0)
+    est = Purification(n, thresholds=0.1, learning_rate=1.0, step_decay=2.0, init=C0)
     errors = []
     for _ in range(24):
         est.partial_fit(binary_weights(10000, n, s, rng) @ C_true)
@@ -407,8 +410,9 @@ def test_balance_recovers_unequal_proportions():
     d = balancing_scale(Y[:5000], C0, min_inf_inverse_rows(C0))
     assert np.prod(d) == pytest.approx(1.0)
     np.testing.assert_allclose(d**2 / (p / np.exp(np.mean(np.log(p)))), 1, rtol=0.25)
-    est = Purification(n, alpha=0.1, eta=0.5, r=4.0, balance=True, init=C0, n_iter=10,
-                       batch_size=10000, step_decay=2.0, n_iter_no_change=None).fit(Y)
+    est = Purification(n, thresholds=0.1, learning_rate=0.5, r=4.0, balance=True, init=C0,
+                       n_stages=10, stage_length=10000, step_decay=2.0,
+                       n_iter_no_change=None).fit(Y)
     np.testing.assert_allclose(est.balance_scale_**2 / (p / np.exp(np.mean(np.log(p)))), 1,
                                rtol=0.25)  # estimated on fit's first block
     assert log_total_correlation_error(est.components_, C_true) < \
@@ -431,7 +435,7 @@ def test_fit_partial_fit_transform_shapes_and_dtypes(dtype):
     rng = np.random.default_rng(15)
     C_true = truth(25, 5, rng)
     Y = (binary_weights(300, 5, 2, rng) @ C_true).astype(dtype)
-    est = Purification(5, n_iter=4, batch_size=100, random_state=0).fit(Y)
+    est = Purification(5, n_stages=4, stage_length=100, random_state=0).fit(Y)
     assert est.components_.shape == (5, 25) and est.components_.dtype == dtype
     assert est.transform(Y).shape == (300, 5) and est.transform(Y).dtype == dtype
     assert est.fit_transform(Y).dtype == dtype
@@ -450,7 +454,7 @@ def test_fit_partial_fit_transform_shapes_and_dtypes(dtype):
 def test_pinv_option_and_default_components():
     rng = np.random.default_rng(16)
     Y = binary_weights(200, 4, 1, rng) @ truth(4, 4, rng)
-    est = Purification(inverse="pinv", n_iter=3).fit(Y)
+    est = Purification(inverse="pinv", n_stages=3).fit(Y)
     assert est.components_.shape == (4, 4)
     np.testing.assert_allclose(est.components_ @ est._D, np.eye(4), atol=1e-9)
 
@@ -459,35 +463,36 @@ def test_inverse_is_computed_once_per_iteration():
     rng = np.random.default_rng(17)
     C_true = truth(30, 5, rng)
     Y = binary_weights(400, 5, 2, rng) @ C_true
-    est = Purification(5, init=warm_start(C_true, 0.1, rng), n_iter=6, batch_size=100,
+    est = Purification(5, init=warm_start(C_true, 0.1, rng), n_stages=6, stage_length=100,
                        n_iter_no_change=None).fit(Y)
     # one inverse per stage start (7 starts) -- end_stage and transform hit the cache
     assert est._inverse_cache["inverses"] == est.n_stages_ + 1
 
 
 @pytest.mark.parametrize("params, match", [
-    (dict(alpha=-0.1), "alpha must be >= 0"),
-    (dict(alpha="big"), "alpha must be a finite number"),
-    (dict(eta=0), "eta must be > 0"),
-    (dict(eta=1.5), "eta must be <= 1"),
-    (dict(r=0.0), "r must be > 0"),
-    (dict(r=np.inf), "r must be a finite number or None"),
-    (dict(batch_size=0), "batch_size must be >= 1"),
-    (dict(batch_size=2.5), "batch_size must be an int or None"),
-    (dict(n_iter=0), "n_iter must be >= 1"),
-    (dict(inverse="lstsq"), "inverse='lstsq' is not supported"),
-    (dict(step_decay="log"), "step_decay='log' is not supported"),
-    (dict(step_decay=-1.0), "step_decay must be > 0"),
-    (dict(balance="yes"), "balance must be True or False"),
-    (dict(verbose=-1), "verbose must be >= 0"),
-    (dict(init="nndsvd"), "init='nndsvd' is not supported"),
+    (dict(thresholds=-0.1), r"'thresholds' parameter of Purification must be .* Got -0.1"),
+    (dict(thresholds="big"), r"'thresholds' parameter .* Got 'big'"),
+    (dict(learning_rate=0), r"'learning_rate' parameter .* range \(0.0, 1.0\]. Got 0 instead"),
+    (dict(learning_rate=1.5), r"'learning_rate' parameter .* Got 1.5"),
+    (dict(r=0.0), r"'r' parameter .* range \(0.0, inf\) or None"),
+    (dict(r=np.inf), r"'r' parameter .* Got inf"),
+    (dict(stage_length=0), r"'stage_length' parameter .* int in the range \[1, inf\) or None"),
+    (dict(stage_length=2.5), r"'stage_length' parameter .* Got 2.5"),
+    (dict(n_stages=0), r"'n_stages' parameter .* int in the range \[1, inf\)"),
+    (dict(inverse="lstsq"), r"'inverse' parameter .* among \{'min-inf', 'pinv'\}|"
+                            r"'inverse' parameter .* among \{'pinv', 'min-inf'\}"),
+    (dict(step_decay="log"), r"'step_decay' parameter .* Got 'log'"),
+    (dict(step_decay=-1.0), r"'step_decay' parameter .* Got -1.0"),
+    (dict(balance="yes"), r"'balance' parameter .* instance of 'bool'"),
+    (dict(verbose=-1), r"'verbose' parameter"),
+    (dict(init="nndsvd"), r"'init' parameter .* Got 'nndsvd'"),
     (dict(init=np.ones((2, 3))), r"init: expected an array of shape"),
-    (dict(n_components=0), "n_components must be >= 1"),
+    (dict(n_components=0), r"'n_components' parameter .* Got 0"),
     (dict(n_components=9), "n_components=9 is larger than n_features=8"),
-    (dict(tol=-1.0), "tol must be >= 0"),
-    (dict(n_iter_no_change=0), "n_iter_no_change must be >= 1"),
-    (dict(callback=3), "callback must be callable"),
-    (dict(checkpoint=3), "checkpoint must be a file path"),
+    (dict(tol=-1.0), r"'tol' parameter"),
+    (dict(n_iter_no_change=0), r"'n_iter_no_change' parameter"),
+    (dict(callback=3), r"'callback' parameter .* a callable or None"),
+    (dict(checkpoint=3), r"'checkpoint' parameter .* Got 3"),
 ])
 def test_bad_parameters_raise(params, match):
     Y = np.random.default_rng(18).random((20, 8))
@@ -495,9 +500,13 @@ def test_bad_parameters_raise(params, match):
         Purification(**params).fit(Y)
 
 
-@parametrize_with_checks([Purification(n_iter=5), Purification(n_components=2, n_iter=5)])
+@parametrize_with_checks([Purification(n_stages=5), Purification(n_components=2, n_stages=5)])
 def test_sklearn_compatible(estimator, check):
     check(estimator)
+
+
+def test_every_parameter_has_a_constraint():
+    check_param_validation("Purification", Purification(2, n_stages=2, random_state=0))
 
 
 def test_checkpoint_resume_restores_the_step_counter_and_the_balance(tmp_path, lp_solver):
@@ -505,12 +514,12 @@ def test_checkpoint_resume_restores_the_step_counter_and_the_balance(tmp_path, l
     rng = np.random.default_rng(19)
     C = truth(30, 5, rng)
     Y = binary_weights(2000, 5, 2, rng) @ C
-    kw = dict(init=warm_start(C, 0.1, rng), batch_size=500, step_decay=2.0, balance=True,
+    kw = dict(init=warm_start(C, 0.1, rng), stage_length=500, step_decay=2.0, balance=True,
               n_iter_no_change=None)
-    full = Purification(5, n_iter=8, **kw).fit(Y)
+    full = Purification(5, n_stages=8, **kw).fit(Y)
     path = str(tmp_path / "purification.h5")
-    Purification(5, n_iter=4, checkpoint=path, **kw).fit(Y)
-    resumed = Purification(5, n_iter=8, checkpoint=path, **kw).fit(Y, resume=True)
+    Purification(5, n_stages=4, checkpoint=path, **kw).fit(Y)
+    resumed = Purification(5, n_stages=8, checkpoint=path, **kw).fit(Y, resume=True)
     assert resumed._loop.rule.t == 8
     np.testing.assert_array_equal(resumed.balance_scale_, full.balance_scale_)
     np.testing.assert_allclose(resumed.components_, full.components_, rtol=1e-12, atol=1e-14)
@@ -538,12 +547,12 @@ def test_nonnegative_purification_projects_its_updates_and_keeps_the_recovery():
     data, truth, _ = make_purification_data(40_000, n_components=6, n_features=30,
                                             weights="a2'", sparsity=2, random_state=0)
     init = make_init(truth, in_span=0.5, random_state=1)
-    kwargs = dict(init=init, batch_size=10_000, n_iter=12, inverse="pinv")
+    kwargs = dict(init=init, stage_length=10_000, n_stages=12, inverse="pinv")
     projected = Purification(6, components="auto", **kwargs).fit(data)  # non-negative data
     signed = Purification(6, **kwargs).fit(data)  # the default: the paper's update
     assert projected.nonnegative_ and not signed.nonnegative_
     assert (projected.components_ >= 0).all() and (signed.components_ < 0).any()
     errors = [log_total_correlation_error(m.components_, truth) for m in (projected, signed)]
     assert errors[0] < -5 and errors[1] < -5  # both recover; the paper's update a little better
-    with pytest.raises(ValueError, match="components='both' is not supported"):
+    with pytest.raises(ValueError, match=r"'components' parameter .* Got 'both'"):
         Purification(6, components="both").fit(data)

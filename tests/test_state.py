@@ -185,3 +185,39 @@ def test_newer_or_unknown_versions_are_refused(tmp_path, monkeypatch):
         migrate(as_version_1(state))
     with pytest.raises(ValueError, match="unknown format 'other'"):
         migrate(Record(attrs={"format": "other", "format_version": 1}))
+
+
+OLD_PURIFICATION_PARAMS = {"n_components": 3, "alpha": 0.1, "eta": 0.5, "n_iter": 40,
+                           "batch_size": 2000, "inverse": "pinv"}
+NEW_PURIFICATION_PARAMS = {"n_components": 3, "thresholds": 0.1, "learning_rate": 0.5,
+                           "n_stages": 40, "stage_length": 2000, "inverse": "pinv"}
+
+
+def test_version_1_purification_checkpoint_gets_the_shared_parameter_names():
+    state = fit_state(loop_state(np.random.default_rng(4)))
+    state.estimator, state.params = "Purification", OLD_PURIFICATION_PARAMS
+    migrated = FitState.from_record(as_version_1(state))
+    assert migrated.params == NEW_PURIFICATION_PARAMS
+    # AND's parameters of the same names are not renamed
+    state.estimator, state.params = "AND", {"batch_size": 3, "n_stages": 2}
+    assert FitState.from_record(as_version_1(state)).params == state.params
+
+
+def test_version_1_purification_model_file_loads_with_the_shared_parameter_names(tmp_path):
+    from streamnmf import Purification, load
+
+    rng = np.random.default_rng(5)
+    state = ModelState(
+        estimator="Purification", params=OLD_PURIFICATION_PARAMS, library_version="0.1.0",
+        components=rng.random((3, 8)), decoding_matrix=rng.standard_normal((8, 3)),
+        history={k: rng.random(5) for k in HISTORY}, alpha=0.1, n_features_in=8, n_stages=5,
+        samples_seen=5000, nonnegative=False, reconstruction_err=np.nan,
+    )
+    record = state.to_record()
+    record.attrs["format_version"] = 1
+    path = tmp_path / "model-v1.h5"
+    write_atomic(path, record.write)
+    model = load(path)
+    assert isinstance(model, Purification)
+    assert {k: model.get_params()[k] for k in NEW_PURIFICATION_PARAMS} == NEW_PURIFICATION_PARAMS
+    np.testing.assert_array_equal(model.components_, state.components)

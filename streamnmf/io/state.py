@@ -22,7 +22,7 @@ Checkpoint layout (version 2)::
     [/loop/sgd/gradient, touched, batch]
     /loop/history/<field>
 
-Model layout (version 1): root attributes ``format``, ``format_version``,
+Model layout (version 2): root attributes ``format``, ``format_version``,
 ``library_version``, ``estimator``, ``params_json``, ``alpha``, ``n_features_in``,
 ``n_stages``, ``samples_seen``, ``nonnegative``, ``reconstruction_err``; datasets
 ``components``, ``decoding_matrix`` and ``history/<field>``.
@@ -332,10 +332,27 @@ class ModelState:
 
 
 # -- versions and migrations --------------------------------------------------------------------
+#: Purification's parameters under their names of version 1, before the estimators shared
+#: one vocabulary
+_PURIFICATION_RENAMED = {"alpha": "thresholds", "eta": "learning_rate", "n_iter": "n_stages",
+                         "batch_size": "stage_length"}
+
+
+def _rename_params(attrs):
+    """Version-1 attributes with Purification's parameters under their current names."""
+    attrs = dict(attrs)
+    if attrs.get("estimator") == "Purification" and "params_json" in attrs:
+        params = json.loads(attrs["params_json"])
+        attrs["params_json"] = json.dumps(
+            {_PURIFICATION_RENAMED.get(k, k): v for k, v in params.items()})
+    return attrs
+
+
 def _checkpoint_1_to_2(record):
     """Version 1 kept the loop's scalars as root attributes ``loop_<name>`` (``sgd_eta`` -1
-    for "not set yet") and its arrays at the root, under the engine's short names."""
-    attrs = dict(record.attrs)
+    for "not set yet") and its arrays at the root, under the engine's short names, and
+    Purification's parameters under their old names."""
+    attrs = _rename_params(record.attrs)
     loop = {k[5:]: attrs.pop(k) for k in list(attrs) if k.startswith("loop_")}
     stats = {k[6:]: loop.pop(k) for k in list(loop) if k.startswith("stats_")}
     if loop.get("sgd_eta", -1.0) < 0:
@@ -347,10 +364,17 @@ def _checkpoint_1_to_2(record):
     return Record(attrs=attrs, group_attrs={"loop": loop, "loop/stats": stats}, arrays=arrays)
 
 
+def _model_1_to_2(record):
+    """Version 1 kept Purification's parameters under their old names."""
+    attrs = _rename_params(record.attrs)
+    attrs["format_version"] = 2
+    return Record(attrs=attrs, group_attrs=record.group_attrs, arrays=record.arrays)
+
+
 #: the version each format is written in
-VERSIONS = {CHECKPOINT_FORMAT: 2, MODEL_FORMAT: 1}
+VERSIONS = {CHECKPOINT_FORMAT: 2, MODEL_FORMAT: 2}
 #: ``MIGRATIONS[format][v]``: a function turning a version-``v`` record into version ``v + 1``
-MIGRATIONS = {CHECKPOINT_FORMAT: {1: _checkpoint_1_to_2}, MODEL_FORMAT: {}}
+MIGRATIONS = {CHECKPOINT_FORMAT: {1: _checkpoint_1_to_2}, MODEL_FORMAT: {1: _model_1_to_2}}
 
 
 def migrate(record):
