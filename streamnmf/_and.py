@@ -44,11 +44,12 @@ class StagewiseRule(Rule):
         S_zz = stats.S_zz
         n = S_zz.shape[0]
         lam = PROX * np.trace(S_zz) / n
-        C = C.astype(np.float64)
+        C = np.asarray(C, dtype=np.float64)
         if not lam > 0:
             return C  # nothing was decoded in this stage
         lhs = S_zz + lam * np.eye(n)
-        rhs = stats.S_zy + lam * C
+        rhs = np.multiply(C, lam)  # one (k x m) array for S_zy + lam C
+        rhs += stats.S_zy
         # Non-negative: where the previous solve left entries at the bound (images, text: the
         # unconstrained solution is never feasible there) go straight to the constrained solve
         if not (self.nonnegative and np.any(C == 0)):
@@ -81,17 +82,21 @@ class GDRule(Rule):
         self.nonnegative = nonnegative
 
     def end_stage(self, C, stats):
-        S_zz = stats.S_zz / stats.count
-        S_zy = stats.S_zy / stats.count
         eta = self.learning_rate
         if eta is None:
-            top = np.linalg.eigvalsh(S_zz)[-1]
+            top = np.linalg.eigvalsh(stats.S_zz / stats.count)[-1]
             if not top > 0:
                 return C.astype(np.float64)
             eta = 1.0 / top
-        C = C.astype(np.float64)
+        # C += eta (S_zy - S_zz C) / N in place, with one (k x m) buffer for the step
+        C = np.array(C, dtype=np.float64)
+        step = np.empty_like(C)
+        scale = eta / stats.count
         for _ in range(self.n_inner):
-            C = C + eta * (S_zy - S_zz @ C)
+            np.matmul(stats.S_zz, C, out=step)
+            np.subtract(stats.S_zy, step, out=step)
+            step *= scale
+            C += step
             if self.nonnegative:  # projected gradient steps
                 np.maximum(C, 0.0, out=C)
         return C

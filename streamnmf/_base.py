@@ -46,22 +46,6 @@ def _is_dask_array(X):
     return type(X).__module__.startswith("dask.")
 
 
-def check_finite_rows(X, where):
-    """Raise a ValueError naming the first row of X that holds NaN or infinity."""
-    values = X.data if sp.issparse(X) else X
-    if np.isfinite(values.sum()) or np.all(np.isfinite(values)):  # fast path, then exact
-        return
-    bad = ~np.isfinite(values)
-    if sp.issparse(X):
-        rows = np.unique(np.searchsorted(X.indptr, np.flatnonzero(bad), side="right") - 1)
-    else:
-        rows = np.flatnonzero(bad.any(axis=1))
-    raise ValueError(
-        f"{where} contains NaN or infinity in row {rows[0]} ({rows.size} row(s) in all); "
-        "remove or impute those samples first."
-    )
-
-
 class _StageEndListener:
     """Calls ``estimator._on_stage_end`` through a weak reference.
 
@@ -211,8 +195,7 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         """Validate an in-memory X with scikit-learn's rules (dtype, sparse, features)."""
         X = validate_data(self, X, accept_sparse="csr", dtype=[np.float64, np.float32],
                           reset=reset, ensure_all_finite=False)
-        check_finite_rows(X, "X")
-        return check_block(X, where="X")
+        return check_block(X, where="X")  # the finite check, naming the first bad row
 
     @staticmethod
     def _is_array(X):
@@ -674,7 +657,7 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
             if loop.stage else np.nan
         self._n_features_out = self.components_.shape[0]
         if loop.stats.count == 0:  # at a stage boundary: the next stage's D is of this C
-            self._D = loop.D.copy()
+            self._D = loop.D  # the loop replaces its D at every stage, never writes into it
         else:
             self._D = np.ascontiguousarray(loop.rule.decoding_matrix(self.components_))
 

@@ -247,8 +247,19 @@ class StageStats:
     def squared_error(self, C):
         """``sum ||y - C^T z||^2 / count`` for this stage's codes, from the statistics alone."""
         C = np.asarray(C, dtype=np.float64)
-        value = self.sum_yy - 2.0 * np.vdot(C, self.S_zy) + np.vdot(C, self.S_zz @ C)
+        # <C, S_zz C> as <S_zz, C C^T>: a (k x k) temporary, not a (k x m) one
+        value = self.sum_yy - 2.0 * np.vdot(C, self.S_zy) + np.vdot(self.S_zz, C @ C.T)
         return max(value, 0.0) / max(self.count, 1)
+
+
+def _distance(A, B, rows=64):
+    """``||A - B||_F`` by row blocks: the difference of two component matrices without a
+    full-size temporary."""
+    total = 0.0
+    for i in range(0, A.shape[0], rows):
+        d = A[i:i + rows] - B[i:i + rows]
+        total += float(np.vdot(d, d))
+    return float(np.sqrt(total))
 
 
 def block_stats(Y, D, alpha, kind, with_sum_y=False):
@@ -353,7 +364,8 @@ class StageLoop:
     # -- stage boundaries -------------------------------------------------------------------
     def _begin_stage(self):
         n_components, n_features = self.C.shape
-        self.C_start = self.C.copy()
+        # a full-batch rule replaces C at the stage end and never writes into it: no copy
+        self.C_start = self.C.copy() if self.rule.per_sample else self.C
         with single_threaded_blas():
             self.D = np.ascontiguousarray(self.rule.decoding_matrix(self.C))
         self.alpha = float(self.schedule.alpha(self.stage))
@@ -364,7 +376,7 @@ class StageLoop:
             )
         self.stats = StageStats(n_components, n_features, self.rule.needs_sum_y)
         if self.rule.per_sample:
-            self._G = np.zeros_like(self.C)
+            self._G = np.zeros(self.C.shape, self.dtype)  # calloc: no pages until written
             self._touched = np.zeros(n_components, dtype=np.bool_)
             self._batch = np.zeros(2)
 
@@ -416,7 +428,7 @@ class StageLoop:
                 "learning_rate, or use update='stagewise'."
             )
         norm = np.linalg.norm(self.C)
-        change = float(np.linalg.norm(self.C - self.C_start) / norm) if norm > 0 else np.inf
+        change = _distance(self.C, self.C_start) / norm if norm > 0 else np.inf
         self.schedule.observe(
             self.stage, self.alpha, change=change, code_scale=stats.code_max / stats.count,
             decoding_error=max(0.0, -stats.v_min), objective=float(objective),

@@ -5,6 +5,8 @@ import numbers
 import numpy as np
 import scipy.sparse as sp
 
+from ._engine import single_threaded_blas
+
 __all__ = ["check_random_state", "spa_init"]
 
 
@@ -44,6 +46,13 @@ def spa_init(Y, n_components, rng):
     -------
     C0 : ndarray of shape (n_components, n_features), float64
     """
+    # matrix-vector products, one a pick: a second BLAS thread gains little there and on a
+    # busy machine its spinning made the start 4x slower (0.8 s against 0.18 s, 2000 x 1000)
+    with single_threaded_blas():
+        return _spa(Y, n_components, rng)
+
+
+def _spa(Y, n_components, rng):
     sparse = sp.issparse(Y)
     Y = sp.csr_matrix(Y, dtype=np.float64) if sparse else np.asarray(Y, dtype=np.float64)
     n_samples, n_features = Y.shape

@@ -357,3 +357,29 @@ def test_an_estimator_copied_mid_stream_goes_on_like_the_original():
         model.partial_fit(data[150:])
     np.testing.assert_array_equal(twin.components_, est.components_)
     assert twin.n_stages_ == est.n_stages_ == 3
+
+
+@pytest.mark.parametrize("update", ["stagewise", "sgd"])
+@pytest.mark.parametrize("how", ["fit", "partial_fit"])
+def test_a_discarded_estimator_frees_its_arrays_at_once(update, how):
+    # no reference cycle may hold the working matrices until the cycle collector runs
+    import gc
+    import weakref
+
+    data, truth, _ = make_dataset("dir", 600, 5, 40, random_state=0)
+    est = AND(5, update=update, n_stages=2, stage_length=300, blas_threads=1)
+    if how == "fit":
+        est.fit(data)
+    else:
+        est.partial_fit(data[:300]).partial_fit(data[300:])
+    est.transform(data[:5])
+    arrays = [weakref.ref(a) for a in (est._loop.C, est._loop.D, est._loop.stats.S_zy,
+                                       est.components_)]
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        del est
+        assert [a() is None for a in arrays] == [True] * len(arrays)
+    finally:
+        if enabled:
+            gc.enable()

@@ -740,6 +740,7 @@ class HDF5Source(Source):
                 )
         np.subtract(indptr[row_start:row_stop + 1], lo, out=indptr_buffer[:n_rows + 1],
                     casting="unsafe")
-        _check_finite(data, where)
-        return sp.csr_matrix((data, indices, indptr_buffer[:n_rows + 1]),
-                             shape=(n_rows, self.n_features), copy=False)
+        block = sp.csr_matrix((data, indices, indptr_buffer[:n_rows + 1]),
+                              shape=(n_rows, self.n_features), copy=False)
+        _check_finite(block, where)
+        return block
