@@ -278,6 +278,22 @@ def _sgd_flush(C, G, touched, step, nonnegative):
 
 
 @numba.njit(**_jit)
+def _sgd_sample(Z, i, z_indptr, z_indices, r, C, eta, batch_size, G, touched, n_touched,
+                batch_state, nonnegative):
+    """Sample ``i``'s update from its residual ``r``, shared by the dense and CSR drivers:
+    a step at once (``batch_size`` 1) or a term of the batch's gradient, flushed when full."""
+    batch_state[1] += _squared_norm(r)
+    if batch_size == 1:
+        _sgd_step(Z, i, z_indptr, z_indices, r, C, eta, nonnegative)
+        return
+    _sgd_apply(Z, i, z_indptr, z_indices, r, G, touched, n_touched)
+    batch_state[0] += 1.0
+    if batch_state[0] >= batch_size:
+        _sgd_flush(C, G, touched, eta / batch_state[0], nonnegative)
+        batch_state[0] = 0.0
+
+
+@numba.njit(**_jit)
 def sgd_update_dense(Y, Z, z_indptr, z_indices, C, eta, batch_size, G, touched, batch_state,
                      nonnegative):
     """AND's per-sample update, ``A <- A + eta (y - A z) z^T``, on dense rows.
@@ -310,15 +326,8 @@ def sgd_update_dense(Y, Z, z_indptr, z_indices, C, eta, batch_size, G, touched, 
     n_touched = np.zeros(1, dtype=np.int64)
     for i in range(n_samples):
         _residual_dense(Y[i], Z, i, z_indptr, z_indices, C, r)
-        batch_state[1] += _squared_norm(r)
-        if batch_size == 1:
-            _sgd_step(Z, i, z_indptr, z_indices, r, C, eta, nonnegative)
-            continue
-        _sgd_apply(Z, i, z_indptr, z_indices, r, G, touched, n_touched)
-        batch_state[0] += 1.0
-        if batch_state[0] >= batch_size:
-            _sgd_flush(C, G, touched, eta / batch_state[0], nonnegative)
-            batch_state[0] = 0.0
+        _sgd_sample(Z, i, z_indptr, z_indices, r, C, eta, batch_size, G, touched, n_touched,
+                    batch_state, nonnegative)
 
 
 @numba.njit(**_jit)
@@ -331,15 +340,8 @@ def sgd_update_csr(data, indices, indptr, Z, z_indptr, z_indices, C, eta, batch_
     n_touched = np.zeros(1, dtype=np.int64)
     for i in range(n_samples):
         _residual_csr(data, indices, indptr, Z, i, z_indptr, z_indices, C, r)
-        batch_state[1] += _squared_norm(r)
-        if batch_size == 1:
-            _sgd_step(Z, i, z_indptr, z_indices, r, C, eta, nonnegative)
-            continue
-        _sgd_apply(Z, i, z_indptr, z_indices, r, G, touched, n_touched)
-        batch_state[0] += 1.0
-        if batch_state[0] >= batch_size:
-            _sgd_flush(C, G, touched, eta / batch_state[0], nonnegative)
-            batch_state[0] = 0.0
+        _sgd_sample(Z, i, z_indptr, z_indices, r, C, eta, batch_size, G, touched, n_touched,
+                    batch_state, nonnegative)
 
 
 @numba.njit(**_jit)
