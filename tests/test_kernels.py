@@ -327,9 +327,10 @@ def hals_problem(rng, k=5, m=30):
     return Z.T @ Z, Z.T @ Y
 
 
-def test_hals_sweep_matches_reference():
+@pytest.mark.parametrize("k", [5, K.HALS_BLOCK, 2 * K.HALS_BLOCK + 3])  # one block, several
+def test_hals_sweep_matches_reference(k):
     rng = np.random.default_rng(11)
-    S_zz, S_zy = hals_problem(rng)
+    S_zz, S_zy = hals_problem(rng, k=k)
     C = rng.random(S_zy.shape)
     expected = naive.hals_sweep(S_zz, S_zy, C)
     assert K.hals_rows(S_zz, S_zy, C, 1, 0.0) == 1
