@@ -25,6 +25,13 @@ samples/s are in the JSON (``*_wall``) and the tables.
   in-memory samples with a constant threshold, plus one ``Purification`` (min-inf inverse,
   its default) row on dense float64, whose per-stage linear programmes dominate.
 
+* stream: ``AND(100).partial_fit`` over 2000-row DIR blocks (2e5 samples; ``--quick``
+  4e4), every default (the data-driven start, a stage per call), against the bare decode
+  product ``Y @ D`` of the same blocks, both on all cores (BLAS as configured), wall clock,
+  passes interleaved; with the ln error after the pass and a profile of one pass. With dense
+  codes a stage also needs ``Z^T Y``, a second product of the decode's size, so half the
+  GEMM's samples/s is the ceiling of a stagewise stream there.
+
 Two references, both measured beside the timings and interleaved with them:
 
 * ``frac BLAS`` = time of the bare NumPy/BLAS products of the same shapes / time of the
@@ -615,6 +622,56 @@ def bench_compile():
 
 
 # -- main ----------------------------------------------------------------------------------------
+STREAM_BLOCK = 2000
+
+
+def bench_stream(quick, repeats):
+    """``partial_fit`` on a stream of 2000-row blocks (a stage per call, the data-driven
+    start, every default) against the bare decode product of the same blocks, both with the
+    BLAS threads as configured (all cores), wall clock, passes interleaved; the ln error
+    after the pass; and where one pass's time goes (cProfile, by function)."""
+    from streamnmf.metrics import log_total_correlation_error
+
+    n = 40_000 if quick else 200_000
+    rows = []
+    for dtype in DTYPES:
+        Y, truth, _ = make_dataset("dir", n, N_COMPONENTS, N_FEATURES, random_state=0,
+                                   dtype=dtype)
+        blocks = [Y[i:i + STREAM_BLOCK] for i in range(0, n, STREAM_BLOCK)]
+        D = np.ascontiguousarray(np.linalg.pinv(truth).astype(dtype))
+        streamnmf.warmup(dtypes=(np.dtype(dtype).name,))
+        box = {}
+
+        def gemm():
+            for Yb in blocks:
+                Yb @ D
+
+        def stream():
+            est = streamnmf.AND(N_COMPONENTS)
+            for Yb in blocks:
+                est.partial_fit(Yb)
+            box["est"] = est
+
+        times = {"gemm": [], "stream": []}
+        for _ in range(repeats):
+            for name, fn in (("gemm", gemm), ("stream", stream)):
+                t0 = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - t0)
+        gemm_s, stream_s = med(times["gemm"]), med(times["stream"])
+        rows.append(dict(
+            dtype=np.dtype(dtype).name, n_samples=n, block=STREAM_BLOCK,
+            samples_per_s=n / stream_s, gemm_samples_per_s=n / gemm_s,
+            frac_gemm=gemm_s / stream_s, stream_s=times["stream"], gemm_s=times["gemm"],
+            ln_error=float(log_total_correlation_error(box["est"].components_, truth)),
+            stages=int(box["est"].n_stages_),
+            profile=_common.profile_top(stream, n=12)))
+        print(f"  {rows[-1]['dtype']:7s} stream {rows[-1]['samples_per_s']:9.0f} samples/s, "
+              f"bare GEMM {rows[-1]['gemm_samples_per_s']:9.0f}: {rows[-1]['frac_gemm']:.2f} "
+              f"of it; ln error {rows[-1]['ln_error']:.1f}", flush=True)
+    return rows
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true",
@@ -695,6 +752,10 @@ def main(argv=None):
                                 gemm_fma_per_s_end={np.dtype(d).name: gemm_peak(d, 3)
                                                     for d in DTYPES})
 
+    print("stream: partial_fit on 2000-row blocks against the bare decode GEMM (all cores)",
+          flush=True)
+    payload["stream"] = bench_stream(quick, 2 if quick else 3)
+
     if not args.no_compile:
         print("compile time (fresh processes, NUMBA_CACHE_DIR = empty temp dir)", flush=True)
         crows, ctot = bench_compile()
@@ -746,6 +807,14 @@ def report(p):
         ("samples_per_s_wall", "wall"), ("roof_samples_per_s", "roof/s"), ("frac_roof", "frac roof"), ("bound", "bound"),
         ("frac_blas", "frac BLAS"), ("stage_s", "stage s"), ("stage_end_s", "end s"),
         ("frac_roof_excl_stage_end", "roof excl end")]))
+    if "stream" in p:
+        print("\nstream (a stage per 2000-row call; frac GEMM = bare decode GEMM time / "
+              "stream time; wall clock, all cores):")
+        print(_common.table(p["stream"], [
+            ("dtype", "dtype"), ("n_samples", "samples"), ("samples_per_s", "samples/s"),
+            ("gemm_samples_per_s", "GEMM samples/s"), ("frac_gemm", "frac GEMM"),
+            ("ln_error", "ln error"), ("stages", "stages")]))
+        print(p["stream"][0]["profile"])
     if "compile" in p:
         print("\ncompile time per kernel signature (fresh process, empty cache) and cache load:")
         print(_common.table(p["compile"]["rows"], [
