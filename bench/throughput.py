@@ -626,10 +626,7 @@ STREAM_BLOCK = 2000
 
 
 def bench_stream(quick, repeats):
-    """``partial_fit`` on a stream of 2000-row blocks (a stage per call, the data-driven
-    start, every default) against the bare decode product of the same blocks, both with the
-    BLAS threads as configured (all cores), wall clock, passes interleaved; the ln error
-    after the pass; and where one pass's time goes (cProfile, by function)."""
+    """The stream part (see the module docstring): rows per dtype, with a pass's profile."""
     from streamnmf.metrics import log_total_correlation_error
 
     n = 40_000 if quick else 200_000
