@@ -176,6 +176,14 @@ def _finite(obj):
     return obj
 
 
+def loadavg():
+    """The load averages (1, 5, 15 minutes), or None where the system has none."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return None
+
+
 def save_json(obj, path):
     """Write ``obj`` (numpy values allowed) to ``path``, creating the folder."""
     path = Path(path)

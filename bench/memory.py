@@ -39,8 +39,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import _common  # noqa: E402
+from _common import loadavg  # noqa: E402
 from out_of_core import (  # noqa: E402
-    THREAD_MODES, last_json, loadavg, mode_order, run_measured, thread_env,
+    THREAD_MODES, last_json, mode_order, run_measured, thread_env,
 )
 
 SIZES = {"full": [100_000, 300_000, 1_000_000], "quick": [10_000, 100_000]}

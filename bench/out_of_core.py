@@ -30,6 +30,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from _common import loadavg  # noqa: E402
 
 #: thread settings every measurement runs under: name -> OPENBLAS_NUM_THREADS (None: unset)
 THREAD_MODES = {"default": None, "1thread": "1"}
@@ -55,13 +58,6 @@ def mode_order(repeat):
     """Thread settings in alternating order (A B, B A, ...) so drifts in load hit both."""
     modes = list(THREAD_MODES)
     return modes if repeat % 2 == 0 else modes[::-1]
-
-
-def loadavg():
-    try:
-        return [round(v, 2) for v in os.getloadavg()]
-    except OSError:
-        return None
 
 
 def run_measured(cmd, env=None, poll_seconds=0.02, cwd=None, timeout=None):

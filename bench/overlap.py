@@ -51,8 +51,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import _common  # noqa: E402
+from _common import loadavg  # noqa: E402
 from out_of_core import (  # noqa: E402
-    THREAD_MODES, blas_threads, loadavg, mode_order, run_measured, run_worker, thread_env,
+    THREAD_MODES, blas_threads, mode_order, run_measured, run_worker, thread_env,
 )
 
 SIZES = {"full": dict(n_samples=200_000, n_stages=3, repeats=2),

@@ -68,6 +68,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import _common  # noqa: E402
+import streamnmf  # noqa: E402
 from streamnmf import AND, Purification  # noqa: E402
 from streamnmf._engine import pinv_rows  # noqa: E402
 from streamnmf._lp import min_inf_inverse_rows  # noqa: E402
@@ -159,13 +160,6 @@ def slope(x, y):
     return float(np.polyfit(x[ok], y[ok], 1)[0])
 
 
-def load():
-    try:
-        return list(os.getloadavg())
-    except OSError:
-        return None
-
-
 def run_stream(est, blocks, truth, extra=None):
     """``partial_fit`` every block; per block: samples, fitting seconds, wall, ln error."""
     trace = []
@@ -199,22 +193,7 @@ def first_reach(trace, level, key):
     return None
 
 
-def warmup():
-    """Compile the numba kernels of both estimators before anything is timed."""
-    truth = truth_for(99)
-    Y = make_purification_data(2000, N_COMPONENTS, M_FEATURES, sparsity=SPARSITY,
-                               random_state=99).data
-    C0 = start_for(99, truth)
-    for est in (AND(N_COMPONENTS, update="stagewise", thresholds=ALPHA_AND, init=C0),
-                AND(N_COMPONENTS, update="sgd", thresholds=ALPHA_AND, init=C0),
-                Purification(N_COMPONENTS, init=C0, inverse="min-inf"),
-                Purification(N_COMPONENTS, init=C0, inverse="pinv")):
-        est.partial_fit(Y)
-        est.partial_fit(Y)
-    Purification(N_COMPONENTS, init=C0, n_stages=2, learning_rate=1.0).fit(Y)
-
-
-# -- item 1: sample size ---------------------------------------------------------------------
+# -- part: sample size ---------------------------------------------------------------------
 def part_samplesize(cfg):
     out = {"setting": dict(m=M_FEATURES, n=N_COMPONENTS, s=SPARSITY, ell=ELL, alpha=ALPHA_PUR,
                            fixed=dict(eta=1.0, n_iter=200, n_iter_no_change=10, tol="default"),
@@ -271,7 +250,7 @@ def part_samplesize(cfg):
     return out
 
 
-# -- item 2: stream with a decreasing step -----------------------------------------------------
+# -- part: stream with a decreasing step -----------------------------------------------------
 def part_stream(cfg):
     seed = 0
     truth = truth_for(seed)
@@ -331,7 +310,7 @@ def part_stream(cfg):
     return out
 
 
-# -- item 3: AND vs Purification ---------------------------------------------------------------
+# -- part: AND vs Purification ---------------------------------------------------------------
 def part_and(cfg):
     seed = 0
     truth = truth_for(seed)
@@ -353,7 +332,7 @@ def part_and(cfg):
     loads = []
     for rep in range(cfg["and_repeats"]):  # interleaved: a burst of load hits all alike
         for name, (make, block) in methods.items():
-            loads.append(load())
+            loads.append(_common.loadavg())
             traces[name].append(run_stream(make(), stream_for(seed, total, block), truth))
     stream = {}
     for name, reps in traces.items():
@@ -421,7 +400,7 @@ def part_and(cfg):
                 stream=stream, fixed=dict(N=N, runs=fixed), verdict=verdict)
 
 
-# -- item 4: noise -----------------------------------------------------------------------------
+# -- part: noise -----------------------------------------------------------------------------
 def part_noise(cfg):
     B, total = cfg["stream_block"], cfg["noise_total"]
     levels = cfg["noise_levels"]
@@ -532,7 +511,7 @@ def part_noise(cfg):
     )
 
 
-# -- item 4: noise aimed at a decoder -------------------------------------------------------------
+# -- part: noise aimed at a decoder -------------------------------------------------------------
 def part_aimed(cfg):
     B, total = cfg["stream_block"], cfg["noise_total"]
     levels = [lv for lv in cfg["noise_levels"] if lv > 0]
@@ -874,7 +853,7 @@ def main(argv=None):
         parser.error(f"unknown parts {sorted(unknown)}; choose from {PARTS}")
     machine = _common.machine_info()
     t_start = time.perf_counter()
-    warmup()
+    streamnmf.warmup()
     res = {}
     part_info = {}
     for name, fn in (("samplesize", part_samplesize), ("stream", part_stream),
@@ -882,11 +861,11 @@ def main(argv=None):
         if name not in parts:
             continue
         print(f"[{name}]", flush=True)
-        la0, t0 = load(), time.perf_counter()
+        la0, t0 = _common.loadavg(), time.perf_counter()
         res[name] = fn(cfg)
         part_info[name] = dict(wall=time.perf_counter() - t0, loadavg_start=la0,
-                               loadavg_end=load())
-        print(f"  ({part_info[name]['wall']:.0f}s, load {la0} -> {load()})", flush=True)
+                               loadavg_end=_common.loadavg())
+        print(f"  ({part_info[name]['wall']:.0f}s, load {la0} -> {_common.loadavg()})", flush=True)
     res["profile"] = profile_stream()
     total = time.perf_counter() - t_start
     text = report(res)

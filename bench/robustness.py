@@ -75,7 +75,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import _common  # noqa: E402
 from streamnmf.datasets import make_dataset, make_init  # noqa: E402
 from streamnmf.schedules import Adaptive  # noqa: E402
-from thresholds_noise import loadavg, run_and, stage_at, warmup  # noqa: E402
+from _common import loadavg  # noqa: E402
+from thresholds_noise import run_and, stage_at, warmup  # noqa: E402
 
 SIZES = {
     "full": dict(n_components=100, n_features=1000, n_samples=5000, n_stages=200),

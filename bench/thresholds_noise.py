@@ -63,6 +63,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import _common  # noqa: E402
+from _common import loadavg  # noqa: E402
 import streamnmf  # noqa: E402
 from streamnmf.datasets import make_dataset, make_init  # noqa: E402
 from streamnmf.metrics import log_total_correlation_error  # noqa: E402
@@ -112,13 +113,6 @@ PAPER = {
     "hyper": "T = 50 iterations per stage, thresholds 0.1/1.1^(i-1); T = 100 for the noise "
              "experiments; whole data set per update (sec. 7, Hyperparameters).",
 }
-
-
-def loadavg():
-    try:
-        return [round(v, 2) for v in os.getloadavg()]
-    except OSError:
-        return None
 
 
 class Recording(ThresholdSchedule):
