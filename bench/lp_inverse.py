@@ -4,7 +4,7 @@ Purification's decoding matrix is the left inverse with minimum infinity norm: p
 one basis-pursuit linear programme, every stage, on a matrix that changed by one update. This
 bench records the stage matrices of real fits and times, per stage, the inverse of each:
 
-``scipy-cold``    ``min_inf_inverse_rows(C)`` with ``LP_SOLVER = "scipy"``: ``linprog``
+``scipy-cold``    ``min_inf_inverse_rows(C, solver="scipy")``: ``linprog``
                   (HiGHS dual simplex) from scratch per row, the library without ``highspy``
                   (its own reuse of still-optimal bases is left out: no ``bases``).
 ``highspy-cold``  the same programmes through the ``highspy`` API, from scratch.
