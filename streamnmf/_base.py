@@ -645,7 +645,9 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
 
     def _finish(self):
         loop = self._loop
-        self.components_ = loop.C.copy()
+        # a full-batch loop replaces its C at every stage end and never writes into it: the
+        # fitted matrix is shared, not copied (per-sample updates write into C)
+        self.components_ = loop.C.copy() if loop.rule.per_sample else loop.C
         self.n_stages_ = loop.stage
         self.samples_seen_ = loop.samples_seen
         self.alpha_ = loop.alpha if loop.stage == 0 else loop.history["alpha"][-1]

@@ -167,9 +167,10 @@ def _pinv_cholesky_qr2(C):
         diag = np.abs(np.diag(R_round))
         if not diag.size or not diag.min() > 1e-5 * diag.max():
             return None
-        Q = blas.dtrsm(1.0, R_round, Q, side=1)  # Q R^-1
+        # Q R^-1: a new matrix in the first round (Q is C's memory), in place in the second
+        Q = blas.dtrsm(1.0, R_round, Q, side=1, overwrite_b=R is not None)
         R = R_round if R is None else R_round @ R
-    return blas.dtrsm(1.0, R, Q, side=1, trans_a=1)  # Q R^-T
+    return blas.dtrsm(1.0, R, Q, side=1, trans_a=1, overwrite_b=True)  # Q R^-T
 
 
 class DivergenceError(FloatingPointError):
@@ -366,6 +367,9 @@ class StageLoop:
         n_components, n_features = self.C.shape
         # a full-batch rule replaces C at the stage end and never writes into it: no copy
         self.C_start = self.C.copy() if self.rule.per_sample else self.C
+        # the fresh statistics first: the last stage's are freed before the next inverse
+        # (their zeros are untouched pages until the stage's first block)
+        self.stats = StageStats(n_components, n_features, self.rule.needs_sum_y)
         with single_threaded_blas():
             self.D = np.ascontiguousarray(self.rule.decoding_matrix(self.C))
         self.alpha = float(self.schedule.alpha(self.stage))
@@ -374,7 +378,6 @@ class StageLoop:
                 f"{self.schedule!r} gave the threshold {self.alpha!r} for stage {self.stage}; "
                 "thresholds must be >= 0."
             )
-        self.stats = StageStats(n_components, n_features, self.rule.needs_sum_y)
         if self.rule.per_sample:
             self._G = np.zeros(self.C.shape, self.dtype)  # calloc: no pages until written
             self._touched = np.zeros(n_components, dtype=np.bool_)
@@ -448,6 +451,7 @@ class StageLoop:
         for key in HISTORY_FIELDS:
             self.history[key].append(row[key])
         self.stage += 1
+        del stats  # freed as the next stage begins
         t0 = time.perf_counter()
         self._begin_stage()
         self.seconds += time.perf_counter() - t0
