@@ -184,6 +184,16 @@ def loadavg():
         return None
 
 
+def under_threads(threads, fn, *args):
+    """``fn(*args)`` with BLAS limited to ``threads`` (threadpoolctl); None or 0: as set."""
+    if not threads:
+        return fn(*args)
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(threads):
+        return fn(*args)
+
+
 def save_json(obj, path):
     """Write ``obj`` (numpy values allowed) to ``path``, creating the folder."""
     path = Path(path)

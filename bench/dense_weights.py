@@ -228,12 +228,7 @@ def main(argv=None):
 
         plot(json.loads(Path(args.replot).read_text()), Path(args.replot).with_suffix(".png"))
         return
-    if args.threads:
-        from threadpoolctl import threadpool_limits
-
-        with threadpool_limits(args.threads):
-            return _main(args)
-    return _main(args)
+    return _common.under_threads(args.threads, _main, args)
 
 
 def _main(args):
@@ -243,12 +238,7 @@ def _main(args):
     print(f"dense_weights: n={n} N={N} m={m}, n_stages {args.n_stages}, seeds {args.seeds}, "
           f"BLAS threads {args.threads or 'default'}", flush=True)
 
-    t0 = time.perf_counter()
-    small, truth_small, _ = make_dataset("dir", 300, 10, 50, random_state=0)
-    for update in UPDATES:
-        for init in ("spa", make_init(truth_small, random_state=0)):
-            streamnmf.AND(10, update=update, init=init, n_stages=3, blas_threads=1).fit(small)
-    compile_seconds = time.perf_counter() - t0
+    compile_seconds = streamnmf.warmup()
     print(f"warm-up (numba compile or cache load): {compile_seconds:.1f} s", flush=True)
 
     runs = []

@@ -264,12 +264,7 @@ def main(argv=None):
              f"AND vs peers, n={sz['n_components']}, m={sz['n_features']}, "
              f"N={sz['n_samples']}, start A*(I+U)")
         return
-    if args.threads:
-        from threadpoolctl import threadpool_limits
-
-        with threadpool_limits(args.threads):
-            return _main(args)
-    return _main(args)
+    return _common.under_threads(args.threads, _main, args)
 
 
 def _main(args):
@@ -282,13 +277,7 @@ def _main(args):
     print(f"recovery: n={n} N={N} m={m}, AND budget {budget:g} s x {BUDGET_FACTOR}, "
           f"BLAS threads {args.threads or 'default'}", flush=True)
 
-    # compile the kernels outside every timed run (all dtypes/paths the runs use)
-    t0 = time.perf_counter()
-    small, truth_small, _ = make_dataset("dir", 300, 10, 50, random_state=0)
-    for mode in MODES:
-        streamnmf.AND(10, update=mode, init=make_init(truth_small, random_state=0),
-                      n_stages=3, stage_length=300).fit(small)
-    compile_seconds = time.perf_counter() - t0
+    compile_seconds = streamnmf.warmup()  # the kernels compiled outside every timed run
     print(f"warm-up (numba compile or cache load): {compile_seconds:.1f} s", flush=True)
 
     peer_missing = peers.available()[1]  # {peer: why it cannot run here}, e.g. no gensim
