@@ -5,12 +5,16 @@ one basis-pursuit linear programme, every stage, on a matrix that changed by one
 bench records the stage matrices of real fits and times, per stage, the inverse of each:
 
 ``scipy-cold``    ``min_inf_inverse_rows(C, solver="scipy")``: ``linprog``
-                  (HiGHS dual simplex) from scratch per row, the library without ``highspy``
-                  (its own reuse of still-optimal bases is left out: no ``bases``).
+                  (HiGHS dual simplex) from scratch per row (its own reuse of still-optimal
+                  bases is left out: no ``bases``); the reference every other result is
+                  compared with, bit for bit.
 ``highspy-cold``  the same programmes through the ``highspy`` API, from scratch.
 ``highspy-warm``  what a fit with ``highspy`` does: the state of the previous stage's call is
                   passed on; rows whose previous basis is still optimal are certified without
                   a programme, the others hot-start the dual simplex from it.
+``simplex-cold``  the default solver (``"auto"``): the built-in dual simplex, all rows at
+                  once (``streamnmf._simplex``), from its crash;
+``simplex-warm``  the same, from the previous stage's bases, as a fit runs it.
 ``pinv``          ``inverse="pinv"``, the Moore-Penrose inverse, for scale.
 
 It also records per stage the relative change of the matrix, how every row was solved
@@ -26,6 +30,12 @@ schedules: ``constant`` (``eta = 0.5``, the default: the matrix keeps changing b
 per stage at the sampling floor) and ``decay`` (``eta = 0.5, step_decay = 2``, the stream
 setting of bench/purification.py: the change shrinks like ``1 / t``); the full run also
 times a late window of the decaying fit (``decay-late``: stages 30-40).
+
+Then the fits themselves, for each size: ``Purification`` with the default ``inverse="min-inf"``
+(the built-in simplex) against ``inverse="pinv"`` on the same data (``batch`` samples per
+stage, 6 stages), interleaved, medians of the repeats and their ratio; the fitted decoding
+matrix is checked against the scipy inverse of the fitted components (``C D = I``, l1 norms
+of the rows).
 
 Outputs ``lp_inverse.json`` and ``.png`` in ``bench/results`` (``bench/results/tmp`` for
 ``--quick``; ``--out`` overrides) and prints the table. Heavy
@@ -74,7 +84,10 @@ CONFIG = {
              windows=(("constant", 0, 3), ("decay", 0, 3))),
     ),
 }
-METHODS = ("scipy-cold", "highspy-cold", "highspy-warm", "pinv")
+METHODS = ("scipy-cold", "highspy-cold", "highspy-warm", "simplex-cold", "simplex-warm", "pinv")
+#: stages of the timed fits, and repeats of each (interleaved min-inf / pinv)
+FIT_STAGES = 6
+FIT_REPEATS = {"full": 5, "quick": 2}
 
 
 def _version(name):
@@ -108,8 +121,11 @@ def time_window(mats, first, end, have_highspy):
     """Per stage of ``mats[first:end]``: seconds of every method and the warm start's record."""
     rows = []
     start = None
-    if have_highspy and first > 0:  # the warm state a fit would carry into stage ``first``
-        _, start, _ = P._min_inf(mats[first - 1], None, solver="highspy")
+    simplex_bases = None
+    if first > 0:  # the warm state a fit would carry into stage ``first``
+        simplex_bases = P._min_inf(mats[first - 1], None, solver="simplex")[1]
+        if have_highspy:
+            _, start, _ = P._min_inf(mats[first - 1], None, solver="highspy")
     for s in range(first, end):
         C = mats[s]
         row = dict(stage=s)
@@ -124,6 +140,16 @@ def time_window(mats, first, end, have_highspy):
             _engine.pinv_rows(C)
             pinv.append(time.perf_counter() - t0)
         row["pinv"] = min(pinv)
+        t0 = time.perf_counter()
+        D_sx_cold, _, _ = P._min_inf(C, None, solver="simplex")
+        row["simplex-cold"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        D_sx, simplex_bases, _ = P._min_inf(C, simplex_bases, solver="simplex")
+        row["simplex-warm"] = time.perf_counter() - t0
+        row["simplex_bitwise_equal_to_scipy"] = bool(np.array_equal(D_sx, D_ref)
+                                                     and np.array_equal(D_sx_cold, D_ref))
+        row["simplex_objective_rel_diff"] = float(np.max(np.abs(
+            np.abs(D_sx).sum(axis=0) / np.abs(D_ref).sum(axis=0) - 1)))
         if have_highspy:
             t0 = time.perf_counter()
             D_cold, cold, _ = P._min_inf(C, None, solver="highspy")
@@ -146,11 +172,44 @@ def time_window(mats, first, end, have_highspy):
         rows.append(row)
         print(f"    stage {s:2d}: " + "  ".join(
             f"{k} {row[k]:.3g}s" for k in METHODS if k in row)
+            + f"  simplex == scipy {row['simplex_bitwise_equal_to_scipy']}"
             + (f"  {row['how']}  warm its {row['warm_iterations_median']}"
                f" (cold {row['cold_iterations_median']})  change "
                f"{row.get('rel_change', 0):.1e}  equal {row['bitwise_equal_to_scipy']}"
                if have_highspy else ""), flush=True)
     return rows
+
+
+def time_fits(n, m, batch, repeats, seed=0):
+    """A Purification fit with the default min-inf inverse against the pinv fit, interleaved:
+    medians, their ratio, and the fitted decoding matrix against the scipy inverse."""
+    stream = iter_purification_data(batch * FIT_STAGES, n, m, weights="a2'", sparsity=3.0,
+                                    block_size=batch * FIT_STAGES, random_state=seed)
+    init = make_init(stream.components, in_span=0.55, random_state=seed + 1)
+    Y = next(iter(stream))[0]
+    kw = dict(init=init, stage_length=batch, n_stages=FIT_STAGES, n_iter_no_change=None,
+              tol=0.0)
+    Purification(n, **kw).fit(Y[:2 * batch])  # compile, load the caches
+    seconds = {"pinv": [], "min-inf": []}
+    for _ in range(repeats):
+        for inverse in seconds:
+            est = Purification(n, inverse=inverse, **kw)
+            t0 = time.perf_counter()
+            est.fit(Y)
+            seconds[inverse].append(time.perf_counter() - t0)
+    C = np.array(est.components_, dtype=np.float64)  # the last min-inf fit
+    D = est._D  # the decoding matrix of the fitted components
+    D_ref = P.min_inf_inverse_rows(C, solver="scipy")
+    out = dict(pinv_s=float(np.median(seconds["pinv"])),
+               min_inf_s=float(np.median(seconds["min-inf"])), seconds=seconds,
+               identity_residual=float(np.abs(C @ D - np.eye(n)).max()),
+               objective_rel_diff=float(np.max(np.abs(
+                   np.abs(D).sum(axis=0) / np.abs(D_ref).sum(axis=0) - 1))))
+    out["ratio"] = out["min_inf_s"] / out["pinv_s"]
+    print(f"    pinv fit {out['pinv_s']:.2f}s  min-inf fit {out['min_inf_s']:.2f}s  ratio "
+          f"{out['ratio']:.2f}  |CD - I| {out['identity_residual']:.1e}  l1 vs scipy "
+          f"{out['objective_rel_diff']:.1e}", flush=True)
+    return out
 
 
 def summarise(rows, have_highspy):
@@ -159,6 +218,11 @@ def summarise(rows, have_highspy):
     out = {k: float(np.median([r[k] for r in later])) for k in METHODS if k in later[0]}
     out["stages"] = len(later)
     out["rel_change_median"] = float(np.median([r.get("rel_change", np.nan) for r in later]))
+    out["simplex_warm_vs_scipy"] = out["scipy-cold"] / out["simplex-warm"]
+    out["simplex_warm_vs_pinv"] = out["simplex-warm"] / out["pinv"]
+    out["simplex_all_bitwise_equal_to_scipy"] = all(r["simplex_bitwise_equal_to_scipy"]
+                                                    for r in rows)
+    out["simplex_max_objective_rel_diff"] = max(r["simplex_objective_rel_diff"] for r in rows)
     if have_highspy:
         out["speedup_warm_vs_scipy"] = out["scipy-cold"] / out["highspy-warm"]
         out["speedup_warm_vs_highspy_cold"] = out["highspy-cold"] / out["highspy-warm"]
@@ -186,13 +250,25 @@ def report(res):
             sph=s.get("speedup_warm_vs_highspy_cold"), its=s.get("warm_iterations_median"),
             cits=s.get("cold_iterations_median"),
             rows=" ".join(f"{k}:{v}" for k, v in sorted(s.get("rows", {}).items())),
-            eq=s.get("all_bitwise_equal_to_scipy")))
-    return _common.table(rows, [
+            eq=s.get("all_bitwise_equal_to_scipy"), sx=s["simplex_warm_vs_scipy"],
+            sxeq=s["simplex_all_bitwise_equal_to_scipy"]))
+    text = _common.table(rows, [
         ("case", "n x m / schedule / stages"), ("change", "rel. change"),
         ("scipy-cold", "scipy cold s"), ("highspy-cold", "highspy cold s"),
         ("highspy-warm", "highspy warm s"), ("pinv", "pinv s"),
         ("sp", "warm vs scipy"), ("sph", "warm vs cold"), ("its", "warm its/row"),
-        ("cits", "cold its/row"), ("rows", "rows"), ("eq", "D == scipy's")])
+        ("cits", "cold its/row"), ("rows", "rows"), ("eq", "D == scipy's"),
+        ("simplex-cold", "simplex cold s"), ("simplex-warm", "simplex warm s"),
+        ("sx", "simplex warm vs scipy"), ("sxeq", "simplex D == scipy's")])
+    fits = [dict(size=k, pinv=f["pinv_s"], mininf=f["min_inf_s"], ratio=f["ratio"],
+                 res=f["identity_residual"], l1=f["objective_rel_diff"])
+            for k, f in res.get("fits", {}).items()]
+    if fits:
+        text += "\n\nfits (6 stages, medians):\n" + _common.table(fits, [
+            ("size", "n x m, batch"), ("pinv", "pinv fit s"), ("mininf", "min-inf fit s"),
+            ("ratio", "min-inf / pinv"), ("res", "|C D - I| max"),
+            ("l1", "row l1 vs scipy, rel.")])
+    return text
 
 
 def plot(res, path):
@@ -203,7 +279,8 @@ def plot(res, path):
 
     sizes = sorted({(c["n"], c["m"]) for c in res["cases"].values()})
     fig, axes = plt.subplots(2, len(sizes), figsize=(6 * len(sizes), 8.5), squeeze=False)
-    colors = {"scipy-cold": "C3", "highspy-cold": "C1", "highspy-warm": "C0", "pinv": "C2"}
+    colors = {"scipy-cold": "C3", "highspy-cold": "C1", "highspy-warm": "C0",
+              "simplex-cold": "C5", "simplex-warm": "C4", "pinv": "C2"}
     styles = {"constant": "-", "decay": "--", "decay-late": ":"}
     for j, (n, m) in enumerate(sizes):
         ax, ax2 = axes[0, j], axes[1, j]
@@ -282,6 +359,9 @@ def main(argv=None):
                                      first=first, end=end, stages=rows,
                                      fit_seconds=fit_seconds[schedule],
                                      summary=summarise(rows, have_highspy))
+        print(f"[fits n={n} m={m}: {FIT_STAGES} stages of {batch}]", flush=True)
+        res.setdefault("fits", {})[f"{n}x{m}, {batch}"] = time_fits(n, m, batch,
+                                                                   FIT_REPEATS[mode])
     total = time.perf_counter() - t_start
     text = report(res)
     print(text)

@@ -13,12 +13,13 @@ from numbers import Integral
 __all__ = ["get_config", "set_config", "config_context"]
 
 #: LP solvers of the min-inf inverse
-LP_SOLVERS = ("auto", "highspy", "scipy")
+LP_SOLVERS = ("auto", "simplex", "highspy", "scipy")
 
 _DEFAULTS = {
-    # Purification's min-inf inverse: "highspy" when importable ("auto"), else scipy's linprog.
-    # Both run HiGHS' dual simplex with the same options; only highspy hot-starts a programme
-    # from the previous stage's bases, and the two agree to about 1e-9, not bit for bit.
+    # Purification's min-inf inverse: "simplex" ("auto"), the built-in dual simplex that runs
+    # every row's programme at once (streamnmf._simplex); "highspy" and "scipy" run HiGHS' dual
+    # simplex per row (highspy hot-started from the previous stage's bases). Every solution is
+    # polished on its support, so the solvers agree bit for bit where the optimum is unique.
     "lp_solver": "auto",
     # Bytes of data one Dask map task reads (consecutive blocks grouped up to this); see
     # docs/distributed.md. The grouping fixes the summation order of a stage's statistics, so
@@ -45,10 +46,12 @@ def get_config():
     Returns
     -------
     dict
-        ``lp_solver`` : {"auto", "highspy", "scipy"}
+        ``lp_solver`` : {"auto", "simplex", "highspy", "scipy"}
             Solver of Purification's min-inf inverse (``inverse="min-inf"``) and of
-            :func:`streamnmf.linalg.min_inf_inverse`; ``"auto"`` is highspy when it is
-            installed (``streamnmf[lp]``), else ``scipy.optimize.linprog``.
+            :func:`streamnmf.linalg.min_inf_inverse`; ``"auto"`` is ``"simplex"``, the
+            built-in dual simplex that solves every row at once (rows it cannot finish go
+            to HiGHS). ``"highspy"`` (``streamnmf[lp]``) and ``"scipy"``
+            (``scipy.optimize.linprog``) solve one row at a time with HiGHS.
         ``dask_task_bytes`` : int
             Bytes of data a Dask map task reads, default 64 MiB. Larger values mean fewer
             tasks for very long passes (see docs/distributed.md).

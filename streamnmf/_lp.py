@@ -1,6 +1,7 @@
 """Purification's decoding inverse: the left inverse of the components with the smallest
-infinity norm, one basis-pursuit linear programme per row (HiGHS), each polished on its
-support and certified by its dual so that a stage can reuse the previous stage's bases."""
+infinity norm, one basis-pursuit linear programme per row (the built-in dual simplex of
+:mod:`streamnmf._simplex`, or HiGHS), each polished on its support, so that a stage can
+start from the previous stage's bases without changing the answer."""
 
 import warnings
 
@@ -10,6 +11,8 @@ import scipy.sparse
 from scipy.optimize import linprog
 
 from ._config import LP_SOLVERS, get_config
+from ._engine import single_threaded_blas
+from ._simplex import dual_simplex_rows
 
 try:  # optional (extra "lp"): the HiGHS API itself, which can hot-start from a basis
     import highspy
@@ -118,30 +121,67 @@ def _programme_failed(Cn, i, status, message):
 
 
 def _polish(Cn, b, i):
-    """Polish a programme's solution ``b`` by an exact solve on its support.
+    """:func:`_polish_rows` of one row: ``(b, basis)``."""
+    B, bases = _polish_rows(Cn, b[None], np.array([i]))
+    return B[0], bases[0]
 
-    Returns the polished ``b`` (a least-squares solve of ``Cn[:, S] b_S = e_i`` on the support
-    ``S``, kept when it is exact and no larger in l1 norm; the solver's answer is exact only
-    to its tolerance) and the basis ``(S, sigma)`` when it is non-degenerate. The result
-    depends on ``b`` only through ``S``: solutions with the same support polish to the same
-    floating-point numbers, whichever solver, start or certificate produced them.
+
+def _polish_rows(Cn, B, rows):
+    """Polish programmes' solutions (rows of ``B``, for rows ``rows`` of the inverse) by an
+    exact solve on their supports.
+
+    Row ``p``'s support ``S`` is where ``|B[p]|`` exceeds ``1e-13`` of its largest entry;
+    ``Cn[:, S] b_S = e_i`` is solved by LU (``numpy.linalg.solve`` on the stack of square
+    supports, one BLAS thread) or, for a smaller (degenerate) support or a singular one, by
+    least squares. The solve is kept when it is exact and no larger in l1 norm (a solver's
+    answer is exact only to its tolerance). The result depends on a row only through ``S``:
+    solutions with the same support polish to the same floating-point numbers, whichever
+    solver, start or certificate produced them.
+
+    Returns the polished rows, shape (len(rows), m), and per row the basis ``(S, sigma)``
+    when it is non-degenerate, else None.
     """
-    n, m = Cn.shape
-    e = np.zeros(n)
-    e[i] = 1.0
-    top = np.abs(b).max()
-    S = np.flatnonzero(np.abs(b) > 1e-13 * top)
-    basis = None
-    if S.size <= n:
-        b_S = np.linalg.lstsq(Cn[:, S], e, rcond=None)[0]
+    L, (n, m) = len(rows), Cn.shape
+    tops = np.abs(B).max(axis=1, keepdims=True)
+    supports = [np.flatnonzero(np.abs(B[p]) > 1e-13 * tops[p]) for p in range(L)]
+    solved = [None] * L
+    square = [p for p in range(L) if supports[p].size == n]
+    if square:
+        A = np.stack([Cn[:, supports[p]] for p in square])
+        E = np.zeros((len(square), n, 1))
+        E[np.arange(len(square)), rows[square], 0] = 1.0
+        try:
+            with single_threaded_blas():  # LU in one fixed order: the same bits every call
+                X = np.linalg.solve(A, E)[:, :, 0]
+        except np.linalg.LinAlgError:  # one singular support: solve them one by one
+            X = [None] * len(square)
+            for q, p in enumerate(square):
+                try:
+                    with single_threaded_blas():
+                        X[q] = np.linalg.solve(A[q:q + 1], E[q:q + 1])[0, :, 0]
+                except np.linalg.LinAlgError:
+                    pass
+        for q, p in enumerate(square):
+            solved[p] = X[q]
+    out = np.array(B, dtype=np.float64)
+    bases = [None] * L
+    for p in range(L):
+        S = supports[p]
+        if S.size > n:
+            continue
+        e = np.zeros(n)
+        e[rows[p]] = 1.0
+        b_S = solved[p]
+        if b_S is None or not np.all(np.isfinite(b_S)):
+            b_S = np.linalg.lstsq(Cn[:, S], e, rcond=None)[0]
         if np.abs(Cn[:, S] @ b_S - e).max() <= 1e-11 and (
-            np.abs(b_S).sum() <= np.abs(b).sum() * (1 + 1e-8)
+            np.abs(b_S).sum() <= np.abs(B[p]).sum() * (1 + 1e-8)
         ):
-            b = np.zeros(m)
-            b[S] = b_S
+            out[p] = 0.0
+            out[p, S] = b_S
         if S.size == n:
-            basis = (S, np.sign(b[S]))
-    return b, basis
+            bases[p] = (S, np.sign(out[p, S]))
+    return out, bases
 
 
 def _solve_row(Cn, Aeq, i):
@@ -313,32 +353,63 @@ def _min_inf_highspy(Cn, start):
     return B, sum(1 for k in how if k != "certified")
 
 
+def _min_inf_simplex(Cn, bases):
+    """Rows of the min-inf inverse of the row-normalised ``Cn`` by the built-in dual simplex.
+
+    Every row starts from its previous basis in ``bases`` (a list of ``(S, sigma)`` or None)
+    when that is still dual feasible, else from the crash (:mod:`streamnmf._simplex`). A row
+    the simplex does not finish is solved by ``linprog`` (whose failure raises
+    :class:`InverseError`). Every solution is polished by :func:`_polish_rows`. Returns
+    ``(B, bases, programmes solved)``; a row whose previous basis was still optimal (no
+    pivot) does not count as solved.
+    """
+    n, m = Cn.shape
+    hints = list(bases) if bases is not None and len(bases) == n else None
+    S, sigma, b_S, ok, stats = dual_simplex_rows(Cn, hints=hints)
+    B = np.zeros((n, m))
+    B[np.arange(n)[:, None], S] = b_S
+    done = np.flatnonzero(ok)
+    B[done], _ = _polish_rows(Cn, B[done], done)
+    # the simplex's own bases, degenerate ones included, are the next call's hints
+    found = [(S[i].copy(), sigma[i].copy()) if ok[i] else None for i in range(n)]
+    Aeq = None
+    for i in np.flatnonzero(~ok):
+        if Aeq is None:
+            Aeq = np.hstack([Cn, -Cn])
+        B[i], found[i] = _solve_row(Cn, Aeq, i)
+    solved = int(np.sum(~(stats["warm"] & (stats["iterations"] == 0) & ok)))
+    return B, found, solved
+
+
 def min_inf_inverse_rows(C, *, bases=None, return_bases=False, solver=None):
     """Left inverse of ``A = C.T`` with the smallest infinity norm, as a decoding matrix.
 
     Finds ``B`` (n_components, n_features) with ``B A = I`` minimising ``||B||_inf``, the largest
     l1 norm of a row of ``B``. The problem separates by rows: row ``i`` is the basis-pursuit
-    programme ``min ||b||_1 s.t. A^T b = e_i`` (``C b = e_i`` here), solved as a linear
-    programme over ``b = p - q, p, q >= 0`` with HiGHS (``scipy.optimize.linprog``). Each
-    programme's solution is polished by an exact solve on its support, so ``C D = I`` holds to
-    round-off. With ``n_components == n_features`` the inverse is unique: ``inv(C)``.
+    programme ``min ||b||_1 s.t. A^T b = e_i`` (``C b = e_i`` here). By default all rows are
+    solved together by the built-in dual simplex (:mod:`streamnmf._simplex`: one GEMM per
+    step for all rows, the per-row work in parallel); ``solver="highspy"`` or ``"scipy"``
+    solve them one at a time with HiGHS. Each programme's solution is polished by an exact
+    solve on its support, so ``C D = I`` holds to round-off. With ``n_components ==
+    n_features`` the inverse is unique: ``inv(C)``.
 
     The programmes of successive calls (a fit's stages) differ little, so a call starts
-    from the optimal bases of the previous one (``bases``): a basis that is still primal and
-    dual feasible for the new ``C`` is optimal (a certificate, see ``_certify``) and costs
-    one ``n x n`` LU factorisation instead of a programme. With ``highspy`` installed (extra
-    ``lp``) the other rows hot-start HiGHS' dual simplex from their previous basis (one HiGHS
-    model per ``bases`` object, its matrix replaced per call, its right-hand side per row);
-    ``scipy.optimize.linprog`` cannot, and solves them from scratch.
+    from the optimal bases of the previous one (``bases``). The built-in simplex restarts a
+    row from its previous basis when that is still dual feasible for the new ``C`` and not
+    too far from primal feasible (a basis feasible both ways is optimal: no pivot), else
+    from its crash. The HiGHS paths certify a still-optimal basis (``_certify``: one ``n x
+    n`` LU factorisation instead of a programme); with ``highspy`` (extra ``lp``) the other
+    rows hot-start HiGHS' dual simplex from their previous basis; ``scipy.optimize.linprog``
+    cannot, and solves them from scratch.
 
-    **What the warm start may change.** Nothing, when a row's optimum is unique (the generic
-    case; so in every stage of bench/lp_inverse.py): all paths -- certified, hot-started,
-    cold, ``highspy`` or ``linprog`` -- finish a row with the same least-squares solve on the
-    support of the optimal vertex, so they return the same floating-point numbers, and a fit
-    resumed from a checkpoint (which starts cold) equals the uninterrupted one bit for bit.
-    When the optimum is not unique (ties, e.g. two identical features), the paths may return
-    different optimal rows: equal in ``||b||_1`` to the solver's tolerance (``LP_TOL`` on
-    rows of unit norm, about 1e-9 relative) and with ``C @ D = I`` to round-off, but not
+    **What the warm start and the solver may change.** Nothing, when a row's optimum is
+    unique (the generic case; so in every stage of bench/lp_inverse.py): all paths --
+    certified, warm, cold, built-in, ``highspy`` or ``linprog`` -- finish a row with the same
+    solve on the support of the optimal vertex, so they return the same floating-point
+    numbers, and a fit resumed from a checkpoint (which starts cold) equals the uninterrupted
+    one bit for bit. When the optimum is not unique (ties, e.g. two identical features), the
+    paths may return different optimal rows: equal in ``||b||_1`` to the solvers' tolerance
+    (about 1e-9 relative on rows of unit norm) and with ``C @ D = I`` to round-off, but not
     equal entry by entry (and a resumed fit then differs from the uninterrupted one).
 
     Parameters
@@ -348,12 +419,12 @@ def min_inf_inverse_rows(C, *, bases=None, return_bases=False, solver=None):
     bases : object or None
         What an earlier call returned with ``return_bases=True``: with ``highspy`` a
         ``_WarmStart`` (updated in place and returned), else a list of per-row bases
-        ``(S, sigma)`` or None. Either kind is accepted by either solver.
+        ``(S, sigma)`` or None. Either kind is accepted by every solver.
     return_bases : bool
         Also return the bases found (for the next call).
-    solver : {"auto", "highspy", "scipy"} or None
-        None: the configured one (``streamnmf.get_config()["lp_solver"]``; ``"auto"``:
-        ``highspy`` when importable).
+    solver : {"auto", "simplex", "highspy", "scipy"} or None
+        None: the configured one (``streamnmf.get_config()["lp_solver"]``); ``"auto"`` is
+        ``"simplex"``.
 
     Returns
     -------
@@ -376,7 +447,7 @@ def _resolve_solver(solver):
     if solver not in LP_SOLVERS:
         raise ValueError(f"LP solver {solver!r} is not supported; expected one of {LP_SOLVERS}.")
     if solver == "auto":
-        return "highspy" if highspy is not None else "scipy"
+        return "simplex"
     if solver == "highspy" and highspy is None:
         raise ImportError("the LP solver 'highspy' needs the highspy package: "
                           "pip install highspy (or streamnmf[lp]).")
@@ -412,6 +483,9 @@ def _min_inf(C, bases=None, solver=None):
         return np.ascontiguousarray((B / norms[:, None]).T), start, solved
     if isinstance(bases, _WarmStart):
         bases = bases.hints
+    if solver == "simplex":
+        B, found, solved = _min_inf_simplex(Cn, bases)
+        return np.ascontiguousarray((B / norms[:, None]).T), found, solved
     Aeq = None
     solved = 0
     B = np.empty((n, m))
@@ -422,6 +496,7 @@ def _min_inf(C, bases=None, solver=None):
         if hint is not None and hint[0].size == n and hint[0].max() < m:
             b = _certify(Cn, i, hint)
             if b is not None:
+                b, _ = _polish(Cn, b, i)
                 found[i] = hint
         if b is None:
             if Aeq is None:

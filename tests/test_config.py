@@ -46,8 +46,8 @@ def test_set_config_reaches_new_threads_and_a_context_stays_in_its_thread():
 @pytest.mark.parametrize("settings, error, match", [
     ({"lp_solvers": "scipy"}, TypeError, "unknown streamnmf setting.*'lp_solvers'.*known: "
                                          "lp_solver"),
-    ({"lp_solver": "glpk"}, ValueError, r"lp_solver must be one of \('auto', 'highspy', "
-                                        r"'scipy'\), got 'glpk'"),
+    ({"lp_solver": "glpk"}, ValueError, r"lp_solver must be one of \('auto', 'simplex', "
+                                        r"'highspy', 'scipy'\), got 'glpk'"),
     ({"dask_task_bytes": 0}, ValueError, r"dask_task_bytes must be an int >= 1 \(bytes\), got 0"),
     ({"dask_task_bytes": 1.5e6}, ValueError, "dask_task_bytes must be an int"),
     ({"dask_malloc_tuning": "no"}, ValueError, "dask_malloc_tuning must be True or False"),

@@ -60,9 +60,10 @@ def warm_start(C_true, ell, rng):
 
 # -- the decoding inverse ------------------------------------------------------------------------
 
-@pytest.fixture(params=["scipy", "highspy"])
+@pytest.fixture(params=["simplex", "scipy", "highspy"])
 def lp_solver(request):
-    """Run a test with each LP solver: scipy's linprog always, highspy where installed."""
+    """Run a test with each LP solver: the built-in simplex and scipy's linprog always,
+    highspy where installed."""
     if request.param == "highspy":
         pytest.importorskip("highspy")
     with streamnmf.config_context(lp_solver=request.param):
@@ -238,7 +239,7 @@ def test_lp_solver_switch(monkeypatch):
     with pytest.raises(ValueError, match="LP solver 'glpk' is not supported"):
         _min_inf(C, solver="glpk")
     monkeypatch.setattr(_lp, "highspy", None)  # as if it were not installed
-    _, bases, _ = _min_inf(C)  # "auto" falls back to linprog: its bases are a list
+    _, bases, _ = _min_inf(C)  # "auto" is the built-in simplex: its bases are a list
     assert isinstance(bases, list)
     with pytest.raises(ImportError, match=r"pip install highspy \(or streamnmf\[lp\]\)"):
         _min_inf(C, solver="highspy")
