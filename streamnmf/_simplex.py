@@ -49,9 +49,9 @@ DUAL_TOL = 1e-10
 #: a tableau entry below ``PIVOT_TOL * max|row|`` is not a pivot candidate
 PIVOT_TOL = 1e-9
 #: ``Binv``, ``u`` and ``t`` are recomputed from ``S`` after this many pivots ...
-REFACTOR_EVERY = 1000
+REFACTOR_EVERY = 100
 #: ... and before a programme ends, if it pivoted this many times since
-CONFIRM_AFTER = 1000
+CONFIRM_AFTER = 50
 
 
 @nb.njit(cache=True, fastmath=_FAST)
@@ -232,27 +232,12 @@ def _apply(CT, p, g, phase, steps, leaving, S, sigma, Binv, t, dirs, flags, sinc
         flags[p, best] = True
         S[p, step] = best
         sigma[p, step] = s
-        # Gram-Schmidt the new normal (twice) into the rows of Q = Binv[p]
         Q = Binv[p]
-        for a in range(n):
-            Q[step, a] = CT[best, a]
-        for _ in range(2):
-            for j in range(step):
-                c = 0.0
-                for a in range(n):
-                    c += Q[j, a] * Q[step, a]
-                for a in range(n):
-                    Q[step, a] -= c * Q[j, a]
-        nq = 0.0
-        for a in range(n):
-            nq += Q[step, a] * Q[step, a]
-        nq = np.sqrt(nq)
-        if nq < 1e-10:
+        if not _orthonormalise(Q, step, CT[best]):
             phase[p] = FAILED
             return
         c = 0.0
         for a in range(n):
-            Q[step, a] /= nq
             c += Q[step, a] * dirs[p, a]
         for a in range(n):  # the direction, projected off the new normal too
             dirs[p, a] -= c * Q[step, a]
@@ -346,6 +331,7 @@ def _solve(Cn, CT, rows, n_chunks, phase, steps, leaving, S, sigma, Binv, t, dir
     for c in nb.prange(n_chunks):
         mine = np.arange(c, L, n_chunks)
         W = np.empty((mine.size, n))
+        G = np.empty((mine.size, CT.shape[0]))  # reused: a fresh one per step would be mapped
         act = np.empty(mine.size, np.int64)
         while True:
             k = 0
@@ -359,7 +345,7 @@ def _solve(Cn, CT, rows, n_chunks, phase, steps, leaving, S, sigma, Binv, t, dir
                         k += 1
             if k == 0:
                 break
-            G = np.dot(W[:k], Cn)
+            np.dot(W[:k], Cn, G[:k])
             for q in range(k):
                 _apply(CT, act[q], G[q], phase, steps, leaving, S, sigma, Binv, t, dirs,
                        flags, since, iterations, max_iter)
@@ -367,14 +353,40 @@ def _solve(Cn, CT, rows, n_chunks, phase, steps, leaving, S, sigma, Binv, t, dir
     return products
 
 
+@nb.njit(cache=True, fastmath=_FAST)
+def _orthonormalise(Q, step, v):
+    """Gram-Schmidt ``v`` (twice) against the first ``step`` rows of ``Q`` into row ``step``;
+    False if it is (numerically) in their span."""
+    n = Q.shape[1]
+    for a in range(n):
+        Q[step, a] = v[a]
+    for _ in range(2):
+        for j in range(step):
+            c = 0.0
+            for a in range(n):
+                c += Q[j, a] * Q[step, a]
+            for a in range(n):
+                Q[step, a] -= c * Q[j, a]
+    nq = 0.0
+    for a in range(n):
+        nq += Q[step, a] * Q[step, a]
+    nq = np.sqrt(nq)
+    if nq < 1e-10:
+        return False
+    for a in range(n):
+        Q[step, a] /= nq
+    return True
+
+
 @nb.njit(parallel=True, cache=True, fastmath=_FAST)
-def _start(CT, rows, has_hint, phase, S, sigma, Binv, t, since):
+def _start(CT, rows, has_hint, phase, S, sigma, Binv, t):
     """Per programme: its previous basis (in ``S``, ``sigma``) if that is still dual
     feasible and at most ``WARM_INFEASIBLE * n`` of its basic values have the wrong sign,
-    else the crash."""
+    else the crash from ``u = 0``. (Starting the crash at the previous vertex with its
+    wrong-signed constraints released was tried: the vertex it reaches needs 4-5x the
+    pivots of the crash's from ``u = 0``.)"""
     m, n = CT.shape
     for p in nb.prange(rows.shape[0]):
-        since[p] = 0
         if has_hint[p]:
             u = np.empty(n)
             if _refactor(CT, S[p], sigma[p], Binv[p], u, t[p]):
@@ -419,8 +431,9 @@ def dual_simplex_rows(Cn, rows=None, hints=None, max_iter=None):
     ok : ndarray of shape (len(rows),), bool
         Whether the programme finished at an optimal basis.
     stats : dict
-        ``warm`` (bool per programme: started from its hint), ``iterations`` (dual simplex
-        pivots per programme) and ``steps`` (stacked products, crash included).
+        ``warm`` (bool per programme: the dual simplex restarted from its hint),
+        ``iterations`` (dual simplex pivots per programme) and ``steps`` (stacked
+        products, crash included).
     """
     Cn = np.ascontiguousarray(Cn, dtype=np.float64)
     n, m = Cn.shape
@@ -433,20 +446,21 @@ def dual_simplex_rows(Cn, rows=None, hints=None, max_iter=None):
     has_hint = np.zeros(L, np.bool_)
     if hints is not None:
         for p, h in enumerate(hints):
-            if h is not None and len(h[0]) == n and 0 <= np.min(h[0]) and np.max(h[0]) < m:
+            if (h is not None and len(h[0]) == n and len(h[1]) == n
+                    and 0 <= np.min(h[0]) and np.max(h[0]) < m):
                 S[p], sigma[p], has_hint[p] = h[0], h[1], True
     Binv = np.empty((L, n, n))
     t = np.empty((L, m))
     phase = np.empty(L, np.int8)
     since = np.zeros(L, np.int64)
-    _start(CT, rows, has_hint, phase, S, sigma, Binv, t, since)
-    warm = phase == SIMPLEX
     steps = np.zeros(L, np.int64)  # of the crash
     leaving = np.zeros(L, np.int64)  # the simplex's leaving position
     iterations = np.zeros(L, np.int64)
     flags = np.zeros((L, m), np.bool_)  # the constraints the crash has met
     dirs = np.zeros((L, n))  # the crash's directions: e_i to start with
     dirs[np.arange(L), rows] = 1.0
+    _start(CT, rows, has_hint, phase, S, sigma, Binv, t)
+    warm = phase == SIMPLEX
     # BLAS single-threaded: the threads are the chunks'
     n_chunks = max(1, min(L, nb.get_num_threads()))
     with single_threaded_blas():
@@ -454,4 +468,5 @@ def dual_simplex_rows(Cn, rows=None, hints=None, max_iter=None):
                           dirs, flags, since, iterations, max_iter)
     ok = phase == DONE
     b_S = Binv[np.arange(L), :, rows] if L else np.empty((0, n))
-    return S, sigma, b_S, ok, dict(warm=warm, iterations=iterations, steps=int(products.max()) if L else 0)
+    return S, sigma, b_S, ok, dict(warm=warm, iterations=iterations,
+                                   steps=int(products.max()) if L else 0)
