@@ -283,16 +283,21 @@ def word_documents(data, n_tokens, rng):
 
 #: (n_features m, n_components n) of the sgd sweep; the last is the paper's setting
 SGD_SHAPES = ((100, 10), (300, 30), (N_FEATURES, N_COMPONENTS))
+#: (m, n, data set, threshold) of the dense-code rows: CTM's logistic-normal weights give
+#: every sample most components, so the update touches most rows of C per sample
+SGD_DENSE_CODES = ((100, 10, "ctm", 0.01),)
 
 
 def bench_sgd(quick, threads):
     rows = []
     for m, n in SGD_SHAPES:
         rows += bench_sgd_shape(quick, threads, m, n)
+    for m, n, data, alpha in SGD_DENSE_CODES:
+        rows += bench_sgd_shape(quick, threads, m, n, data=data, alpha=alpha)
     return rows
 
 
-def bench_sgd_shape(quick, threads, m, n):
+def bench_sgd_shape(quick, threads, m, n, data="dir", alpha=0.1):
     from threadpoolctl import threadpool_limits
 
     # more samples for smaller shapes (about the same bytes per stage), so that the per-stage
@@ -302,8 +307,7 @@ def bench_sgd_shape(quick, threads, m, n):
     n_ref = (300 if quick else 1000) * scale
     n_rounds = 5 if quick else 7
     n_stages = 4 if quick else 5
-    alpha = 0.1
-    Y64, truth, _ = make_dataset("dir", N, n, m, random_state=0)
+    Y64, truth, _ = make_dataset(data, N, n, m, random_state=0)
     init64 = make_init(truth, random_state=1)
     docs = word_documents(Y64, 200, np.random.default_rng(2))
     rows = []
@@ -345,7 +349,7 @@ def bench_sgd_shape(quick, threads, m, n):
             lib_dec = pieces.get("lib_decode_us")
             ceiling = ref * 1e6 / lib_dec if lib_dec else None
             rows.append(dict(
-                threads=threads, m=m, n=n, format=fmt, dtype=np.dtype(dtype).name, N=N,
+                threads=threads, m=m, n=n, data=data, alpha=alpha, format=fmt, dtype=np.dtype(dtype).name, N=N,
                 n_ref=n_ref, nnz_per_row=float(Y.nnz / Y.shape[0]) if fmt == "csr" else m,
                 density=float(np.median(density)), eta=eta,
                 lib_samples_per_s=1.0 / lib, numpy_samples_per_s=1.0 / ref,
@@ -357,7 +361,7 @@ def bench_sgd_shape(quick, threads, m, n):
                 decode_ratio=(pieces["numpy_decode_us"] / lib_dec) if lib_dec else None,
                 **pieces,
             ))
-            print(f"  threads={threads} sgd m={m:4d} n={n:3d} {fmt:5s} {rows[-1]['dtype']:7s} "
+            print(f"  threads={threads} sgd {data} m={m:4d} n={n:3d} {fmt:5s} {rows[-1]['dtype']:7s} "
                   f"density {rows[-1]['density']:.3f}: library {1 / lib:10.0f} samples/s, "
                   f"numpy loop {1 / ref:8.0f} samples/s, speed-up {speedup:6.1f}x (ceiling "
                   f"{ceiling or float('nan'):6.1f}x; one-stage rel diff {rel_diff:.1e})",

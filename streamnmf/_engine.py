@@ -253,9 +253,10 @@ class StageStats:
         return max(value, 0.0) / max(self.count, 1)
 
 
-def _distance(A, B, rows=64):
-    """``||A - B||_F`` by row blocks: the difference of two component matrices without a
-    full-size temporary."""
+def _distance(A, B, block_bytes=2**20):
+    """``||A - B||_F`` by row blocks of at most ``block_bytes``: the difference of two
+    component matrices without a temporary of their size."""
+    rows = max(1, block_bytes // max(1, A.shape[1] * A.itemsize))
     total = 0.0
     for i in range(0, A.shape[0], rows):
         d = A[i:i + rows] - B[i:i + rows]
@@ -342,7 +343,8 @@ class StageLoop:
     def __init__(self, rule, schedule, C0, stage_length=None, sgd_eta=None, batch_size=1):
         self.rule = rule
         self.schedule = schedule
-        self.C = np.array(C0, order="C")
+        # the loop owns C0 (the estimator hands over a fresh array): no second copy
+        self.C = np.ascontiguousarray(C0)
         self.dtype = self.C.dtype
         self.stage_length = stage_length
         self.sgd_eta = sgd_eta
@@ -404,6 +406,9 @@ class StageLoop:
             # every residual was taken before its sample's update: already prequential
             objective_before = objective
         else:
+            # the stage's decoding matrix is not needed by the solve, and the next stage
+            # computes its own: freed first, the solve's new matrix takes its place
+            self.D = None
             with single_threaded_blas():
                 C_new = self.rule.end_stage(self.C, stats)
                 finite = np.all(np.isfinite(C_new))
@@ -424,6 +429,8 @@ class StageLoop:
             # matrix, the start of this stage, and stop.
             self.C = self.C_start.copy()
             self.stopped = True
+            if self.D is None:
+                self.D = np.ascontiguousarray(self.rule.decoding_matrix(self.C))
             raise DivergenceError(
                 f"The working matrix became non-finite in stage {self.stage} (the update "
                 "diverged, e.g. learning_rate too large or float32 overflow). The components "

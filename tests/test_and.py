@@ -383,3 +383,28 @@ def test_a_discarded_estimator_frees_its_arrays_at_once(update, how):
     finally:
         if enabled:
             gc.enable()
+
+
+def test_a_wide_sparse_fit_allocates_fewer_than_five_component_matrices():
+    # a fit holds at most four (k x m) matrices at once (components, decoding matrix,
+    # statistics, and the solve's new components or the inverse's scratch) plus the leading
+    # rows the start reads; tracemalloc sees numpy's allocations, untouched zero pages
+    # included, so it bounds the resident memory from above
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    n_samples, n_features, k = 3000, 20000, 20
+    Y = sp.random(n_samples, n_features, density=5e-4, format="csr", random_state=rng)
+    Y.data[:] = rng.uniform(0.1, 1.0, Y.nnz)
+    AND(k, n_stages=2, blas_threads=1).fit(Y[:500])  # compile, first calls
+    matrix = k * n_features * 8
+    data_bytes = Y.data.nbytes + Y.indices.nbytes + Y.indptr.nbytes
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        est = AND(k, n_stages=2, blas_threads=1).fit(Y)
+        peak = tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+    assert est.n_stages_ == 2
+    assert peak <= 4.75 * matrix + data_bytes, (peak / matrix, data_bytes / matrix)
