@@ -179,7 +179,7 @@ class AND(StreamingNMFBase):
         far a data-driven one gets is measured in bench/README.md ("Starting from the data").
     tol : float or None, default=None
         Stop when the relative change of the components over a stage is at most ``tol``.
-        None: ``10 * eps`` of the dtype (round-off).
+        None: round-off, ``10 * eps`` in float64 (2.2e-15), ``eps`` in float32 (1.2e-7).
     n_iter_no_change : int or None, default=10
         Stop when the change has not reached a new minimum for this many stages (round-off or
         the noise floor), or when the objective fell by less than 1% over this many stages

@@ -292,7 +292,7 @@ class Purification(StreamingNMFBase):
         Start matrix (the paper's ``A(0)`` transposed); the theory needs a warm start.
     tol : float or None, default=None
         Stop when the relative change of the components over a stage is at most ``tol``.
-        None: ``10 * eps`` of the dtype.
+        None: round-off, ``10 * eps`` in float64 (2.2e-15), ``eps`` in float32 (1.2e-7).
     n_iter_no_change : int or None, default=10
         Stop when the change has not reached a new minimum for this many stages. None:
         never.

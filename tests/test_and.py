@@ -161,6 +161,17 @@ def test_early_stop_waits_while_the_threshold_is_lowered_on_purpose():
 
 # -- API ------------------------------------------------------------------------------------
 
+def test_float32_fit_runs_down_to_float32_round_off():
+    # the default tol of a float32 fit is one float32 ulp: ten stopped it about 2-3 ln units
+    # above its floor (here ln -17.9 instead of -19.9)
+    Y, truth, _ = make_dataset("dir", 5000, 20, 300, random_state=0, dtype=np.float32)
+    est = AND(20, random_state=0).fit(Y)
+    assert est.components_.dtype == np.float32
+    assert log_total_correlation_error(est.components_, truth) <= -19.0
+    assert est._tol(np.float32) == np.finfo(np.float32).eps
+    assert est._tol(np.float64) == 10 * np.finfo(np.float64).eps
+
+
 def test_float32_preserved_and_transform_shapes():
     data, truth, init = small_problem()
     est = AND(6, init=init.astype(np.float32), n_stages=5).fit(data.astype(np.float32))
