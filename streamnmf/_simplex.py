@@ -355,11 +355,16 @@ def _solve(Cn, CT, rows, n_chunks, phase, steps, leaving, S, sigma, Binv, t, dir
 
 @nb.njit(cache=True, fastmath=_FAST)
 def _orthonormalise(Q, step, v):
-    """Gram-Schmidt ``v`` (twice) against the first ``step`` rows of ``Q`` into row ``step``;
-    False if it is (numerically) in their span."""
+    """Gram-Schmidt ``v`` against the first ``step`` rows of ``Q`` into row ``step``, a second
+    pass only where the first lost more than half the norm ("twice is enough": one pass is
+    orthogonal to round-off unless it cancels); False if ``v`` is (numerically) in their
+    span."""
     n = Q.shape[1]
+    before = 0.0
     for a in range(n):
         Q[step, a] = v[a]
+        before += v[a] * v[a]
+    nq = 0.0
     for _ in range(2):
         for j in range(step):
             c = 0.0
@@ -367,9 +372,12 @@ def _orthonormalise(Q, step, v):
                 c += Q[j, a] * Q[step, a]
             for a in range(n):
                 Q[step, a] -= c * Q[j, a]
-    nq = 0.0
-    for a in range(n):
-        nq += Q[step, a] * Q[step, a]
+        nq = 0.0
+        for a in range(n):
+            nq += Q[step, a] * Q[step, a]
+        if nq > 0.25 * before:
+            break
+        before = nq
     nq = np.sqrt(nq)
     if nq < 1e-10:
         return False
