@@ -25,13 +25,16 @@ BRANCHES = {
     "stats-by-products": ("dir", 8, 100, np.float64, False, "products"),
     "stats-on-the-support": ("ctm-ref", 30, 100, np.float64, False, "support"),
     "csr": ("dir", 8, 300, np.float64, True, "csr"),
+    # CSR rows: the statistics by scipy.sparse products above CSR_DENSE_CODES, else the kernel
+    "csr-stats-by-products": ("dir", 8, 300, np.float64, True, "csr-products"),
+    "csr-stats-on-the-support": ("ctm-ref", 30, 300, np.float64, True, "csr-support"),
 }
 
 
 def spies(monkeypatch):
     """Count the calls of each branch's kernel, and the layout of the GEMM products."""
     seen = {key: 0 for key in ("narrow", "c-order", "fortran-order", "products", "support",
-                               "csr")}
+                               "csr", "csr-products", "csr-support")}
 
     def wrap(name, count):
         original = getattr(K, name)
@@ -53,11 +56,16 @@ def spies(monkeypatch):
     wrap("threshold_codes", layout)
     wrap("accumulate_stats_dense", stats)
     wrap("csr_decode", lambda *a: seen.__setitem__("csr", seen["csr"] + 1))
+    wrap("accumulate_stats_csr",
+         lambda *a: seen.__setitem__("csr-support", seen["csr-support"] + 1))
     products = _engine.StageStats.add
 
     def add(self, Y, Z, z_indptr, z_indices, v_min, with_products=False):
         if with_products and not sp.issparse(Y) and z_indices.size > _engine.DENSE_CODES * Z.size:
             seen["products"] += 1
+        if (with_products and sp.issparse(Y)
+                and z_indices.size > _engine.CSR_DENSE_CODES * Z.size):
+            seen["csr-products"] += 1
         return products(self, Y, Z, z_indptr, z_indices, v_min, with_products=with_products)
 
     monkeypatch.setattr(_engine.StageStats, "add", add)
@@ -81,6 +89,10 @@ def test_a_resumed_fit_takes_the_same_branch_and_equals_the_uninterrupted_one(
         assert seen["support"] == 0
     if spy == "support":
         assert seen["products"] == 0
+    if spy == "csr-products":
+        assert seen["csr-support"] == 0
+    if spy == "csr-support":
+        assert seen["csr-products"] == 0
 
     part = tmp_path / "part.h5"
     AND(k, n_stages=2, checkpoint=part, **kw).fit(data)

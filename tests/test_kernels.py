@@ -241,6 +241,27 @@ def test_stage_stats_paths_agree(layout, alpha, dense_decoder):
     np.testing.assert_allclose(s.squared_error(C), ((Y - Z @ C) ** 2).sum() / 50, rtol=1e-9)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_csr_statistics_by_products_equal_the_kernels(dtype):
+    # above CSR_DENSE_CODES the stage statistics of CSR rows come from scipy.sparse products,
+    # in float64: exact sums of the float32 rows' and codes' products
+    rng = np.random.default_rng(6)
+    Y, D, _ = make(rng, 60, 40, 9, dtype, density=0.3)
+    Yin = as_input(Y, "csr")
+    Z, indptr, indices, v_min = _engine.decode(Yin, D, 0.0, K.HARD)
+    assert indices.size > _engine.CSR_DENSE_CODES * Z.size
+    s = _engine.StageStats(9, 40)
+    s.add(Yin, Z, indptr, indices, v_min, with_products=True)
+    S_zy, S_zz, sum_z = np.zeros((9, 40)), np.zeros((9, 9)), np.zeros(9)
+    K.accumulate_stats_csr(Yin.data, Yin.indices, Yin.indptr, Z, indptr, indices,
+                           S_zy, S_zz, sum_z)
+    exact = naive.stats(Y.astype(np.float64), Z.astype(np.float64))
+    for got, kernel, want in zip((s.S_zy, s.S_zz, s.sum_z), (S_zy, S_zz, sum_z), exact):
+        assert got.dtype == np.float64
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(kernel, want, rtol=RTOL[dtype], atol=RTOL[dtype])
+
+
 def test_csr_decode_cost_does_not_touch_absent_features():
     # A CSR row with no entries decodes to zero whatever D holds (even NaN in unused rows).
     D = np.full((6, 3), np.nan)
