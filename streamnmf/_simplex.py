@@ -440,8 +440,9 @@ def dual_simplex_rows(Cn, rows=None, hints=None, max_iter=None):
         Whether the programme finished at an optimal basis.
     stats : dict
         ``warm`` (bool per programme: the dual simplex restarted from its hint),
-        ``iterations`` (dual simplex pivots per programme) and ``steps`` (stacked
-        products, crash included).
+        ``iterations`` (dual simplex pivots per programme), ``steps`` (stacked products,
+        crash included) and ``duals`` (shape (len(rows), n): each programme's dual vertex
+        ``u = Binv^T sigma``, from its last factorisation and updates).
     """
     Cn = np.ascontiguousarray(Cn, dtype=np.float64)
     n, m = Cn.shape
@@ -476,5 +477,6 @@ def dual_simplex_rows(Cn, rows=None, hints=None, max_iter=None):
                           dirs, flags, since, iterations, max_iter)
     ok = phase == DONE
     b_S = Binv[np.arange(L), :, rows] if L else np.empty((0, n))
-    return S, sigma, b_S, ok, dict(warm=warm, iterations=iterations,
+    duals = np.einsum("pja,pj->pa", Binv, sigma) if L else np.empty((0, n))
+    return S, sigma, b_S, ok, dict(warm=warm, iterations=iterations, duals=duals,
                                    steps=int(products.max()) if L else 0)

@@ -128,12 +128,66 @@ def test_unfinished_rows_fall_back_to_highs(monkeypatch):
     expected = min_inf_inverse_rows(C, solver="scipy")
     real = _lp.dual_simplex_rows
     monkeypatch.setattr(_lp, "dual_simplex_rows",
-                        lambda Cn, hints=None: real(Cn, hints=hints, max_iter=0))
+                        lambda Cn, **kw: real(Cn, **dict(kw, max_iter=0)))
     _, ok, *_ = real(unit_rows(C), max_iter=0)[2:]
     assert not ok.all()  # the crash alone does not finish these programmes
     D, bases, solved = _min_inf(C, solver="simplex")
     np.testing.assert_array_equal(D, expected)
     assert solved == 8 and all(b is not None for b in bases)
+
+
+def test_the_duals_are_feasible_vertices_with_the_primal_objective():
+    rng = np.random.default_rng(13)
+    Cn = unit_rows(rng.random((9, 80)))
+    S, sigma, b_S, ok, stats = dual_simplex_rows(Cn)
+    assert ok.all()
+    for i in range(9):
+        u = stats["duals"][i]
+        np.testing.assert_allclose(Cn[:, S[i]].T @ u, sigma[i], atol=1e-12)  # on the basis
+        assert np.abs(Cn.T @ u).max() <= 1 + 1e-9                           # dual feasible
+        assert u[i] == pytest.approx(np.abs(b_S[i]).sum(), rel=1e-12)        # strong duality
+
+
+def _spy_on_simplex(monkeypatch):
+    """Record the feature count of every call of the built-in simplex."""
+    real, widths = _lp.dual_simplex_rows, []
+
+    def spy(Cn, **kw):
+        widths.append(Cn.shape[1])
+        return real(Cn, **kw)
+
+    monkeypatch.setattr(_lp, "dual_simplex_rows", spy)
+    return widths
+
+
+def test_a_call_after_a_stage_solves_on_the_previous_supports_and_equals_the_full_solve(
+        monkeypatch):
+    # a stage moves the components a little: the rows are solved on the union of the
+    # previous supports, certified on every feature, and polish to the full solve's bits
+    rng = np.random.default_rng(11)
+    C0 = rng.random((12, 300))
+    C1 = C0 * (1 + 0.05 * rng.uniform(-1, 1, C0.shape))
+    _, bases, _ = _min_inf(C0, solver="simplex")
+    union = np.unique(np.concatenate([b[0] for b in bases]))
+    assert union.size <= _lp.RESTRICT_MAX_SHARE * C0.shape[1]
+    widths = _spy_on_simplex(monkeypatch)
+    D, _, _ = _min_inf(C1, bases, solver="simplex")
+    assert widths[0] == union.size  # the first round ran on the previous supports
+    np.testing.assert_array_equal(D, _min_inf(C1, solver="scipy")[0])
+    np.testing.assert_array_equal(D, min_inf_inverse_rows(C1, solver="simplex"))
+
+
+def test_rows_the_previous_supports_cannot_serve_are_solved_on_every_feature(monkeypatch):
+    # bases of an unrelated matrix: their supports miss most rows' optimal features, the
+    # certificate refuses those rows, the added features or the full solve give the optimum
+    rng = np.random.default_rng(12)
+    C = rng.random((10, 400))
+    _, unrelated, _ = _min_inf(rng.random((10, 400)), solver="simplex")
+    widths = _spy_on_simplex(monkeypatch)
+    D, bases, solved = _min_inf(C, unrelated, solver="simplex")
+    assert len(widths) >= 2 and widths[0] < 400
+    np.testing.assert_array_equal(D, _min_inf(C, solver="scipy")[0])
+    assert solved == 10 and all(b is not None for b in bases)
 
 
 def test_a_rank_deficient_matrix_raises_for_the_infeasible_row():
