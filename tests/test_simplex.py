@@ -148,6 +148,20 @@ def test_the_duals_are_feasible_vertices_with_the_primal_objective():
         assert u[i] == pytest.approx(np.abs(b_S[i]).sum(), rel=1e-12)        # strong duality
 
 
+def test_the_polish_gives_the_same_bits_on_any_number_of_threads(monkeypatch):
+    rng = np.random.default_rng(14)
+    Cn = unit_rows(rng.random((40, 200)))
+    S, sigma, b_S, ok, _ = dual_simplex_rows(Cn)
+    B = np.zeros((40, 200))
+    B[np.arange(40)[:, None], S] = b_S
+    results = []
+    for threads in (1, 3):
+        monkeypatch.setattr(_lp, "_polish_threads", lambda count, n, t=threads: t)
+        results.append(_lp._polish_rows(Cn, B, np.arange(40))[0])
+    np.testing.assert_array_equal(results[0], results[1])
+    np.testing.assert_allclose(Cn @ results[0].T, np.eye(40), atol=1e-12)
+
+
 def _spy_on_simplex(monkeypatch):
     """Record the feature count of every call of the built-in simplex."""
     real, widths = _lp.dual_simplex_rows, []
