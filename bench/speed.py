@@ -24,9 +24,9 @@
     loop's sample count scaled by 1000 / m), and at (100, 10) with dense codes (CTM's
     logistic-normal weights, threshold 0.01: about 80-90% of the codes non-zero, so each
     update writes most rows of C). On non-negative data the library projects every step on
-    ``C >= 0`` and so does the loop. Acceptance: >= 30x (>= 25x with dense codes). The two results are compared
-    after one stage on the same samples (relative difference of the working matrices). Each
-    row also gives ``ceiling_decode = numpy_us_per_sample / lib_decode_us``: both sides decode
+    ``C >= 0`` and so does the loop. Acceptance: >= 30x (>= 25x with dense codes). The two
+    results are compared after one stage on the same samples (relative difference of the
+    working matrices). Each row also gives ``ceiling_decode = numpy_us_per_sample / lib_decode_us``: both sides decode
     every sample (m n multiply-adds; the loop as a BLAS matvec, the library as one GEMM per
     block), so even with a free update the library cannot beat the loop by more than that.
 (c) Compile time: a fresh subprocess with ``NUMBA_CACHE_DIR`` set to an empty temporary folder
@@ -359,7 +359,8 @@ def bench_sgd_shape(quick, threads, m, n, data="dir", alpha=0.1):
             lib_dec = pieces.get("lib_decode_us")
             ceiling = ref * 1e6 / lib_dec if lib_dec else None
             rows.append(dict(
-                threads=threads, m=m, n=n, data=data, alpha=alpha, format=fmt, dtype=np.dtype(dtype).name, N=N,
+                threads=threads, m=m, n=n, data=data, alpha=alpha, format=fmt,
+                dtype=np.dtype(dtype).name, N=N,
                 n_ref=n_ref, nnz_per_row=float(Y.nnz / Y.shape[0]) if fmt == "csr" else m,
                 density=float(np.median(density)), eta=eta,
                 lib_samples_per_s=1.0 / lib, numpy_samples_per_s=1.0 / ref,
@@ -371,7 +372,8 @@ def bench_sgd_shape(quick, threads, m, n, data="dir", alpha=0.1):
                 decode_ratio=(pieces["numpy_decode_us"] / lib_dec) if lib_dec else None,
                 **pieces,
             ))
-            print(f"  threads={threads} sgd {data} m={m:4d} n={n:3d} {fmt:5s} {rows[-1]['dtype']:7s} "
+            print(f"  threads={threads} sgd {data} m={m:4d} n={n:3d} {fmt:5s} "
+                  f"{rows[-1]['dtype']:7s} "
                   f"density {rows[-1]['density']:.3f}: library {1 / lib:10.0f} samples/s, "
                   f"numpy loop {1 / ref:8.0f} samples/s, speed-up {speedup:6.1f}x (ceiling "
                   f"{ceiling or float('nan'):6.1f}x; one-stage rel diff {rel_diff:.1e})",

@@ -146,8 +146,9 @@ def _solve_supports(A, E, X, residual, part):
     ``part``, the stack at once or, if one support is singular, one by one (left NaN)."""
     if not part.size:
         return
+    A_part = A[part]
     try:
-        X[part] = np.linalg.solve(A[part], E[part, :, None])[:, :, 0]
+        X[part] = np.linalg.solve(A_part, E[part, :, None])[:, :, 0]
     except np.linalg.LinAlgError:
         for q in part:
             try:
@@ -155,7 +156,7 @@ def _solve_supports(A, E, X, residual, part):
             except np.linalg.LinAlgError:
                 pass
     with np.errstate(invalid="ignore"):
-        residual[part] = np.abs(np.matmul(A[part], X[part, :, None])[:, :, 0]
+        residual[part] = np.abs(np.matmul(A_part, X[part, :, None])[:, :, 0]
                                 - E[part]).max(axis=1)
 
 
