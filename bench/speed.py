@@ -26,9 +26,10 @@
     update writes most rows of C). On non-negative data the library projects every step on
     ``C >= 0`` and so does the loop. Acceptance: >= 30x (>= 25x with dense codes). The two
     results are compared after one stage on the same samples (relative difference of the
-    working matrices). Each row also gives ``ceiling_decode = numpy_us_per_sample / lib_decode_us``: both sides decode
-    every sample (m n multiply-adds; the loop as a BLAS matvec, the library as one GEMM per
-    block), so even with a free update the library cannot beat the loop by more than that.
+    working matrices). Each row also gives ``ceiling_decode = numpy_us_per_sample /
+    lib_decode_us``: both sides decode every sample (m n multiply-adds; the loop as a BLAS
+    matvec, the library as one GEMM per block), so even with a free update the library
+    cannot beat the loop by more than that.
 (c) Compile time: a fresh subprocess with ``NUMBA_CACHE_DIR`` set to an empty temporary folder
     (numba compiles and writes its cache there), then a second fresh subprocess with the same
     folder (numba loads the cache); in each, the time of the import and of the first and second
