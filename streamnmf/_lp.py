@@ -437,10 +437,8 @@ def _local_hints(hints, rows, columns):
         if h is None:
             out.append(None)
             continue
-        at = np.searchsorted(columns, h[0])
-        inside = np.all(at < columns.size) and np.array_equal(columns[np.minimum(
-            at, columns.size - 1)], h[0])
-        out.append((at, h[1]) if inside else None)
+        inside = np.isin(h[0], columns).all()
+        out.append((np.searchsorted(columns, h[0]), h[1]) if inside else None)
     return out
 
 
