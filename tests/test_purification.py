@@ -524,8 +524,37 @@ def test_checkpoint_resume_restores_the_step_counter_and_the_balance(tmp_path, l
     assert resumed._loop.rule.t == 8
     np.testing.assert_array_equal(resumed.balance_scale_, full.balance_scale_)
     np.testing.assert_allclose(resumed.components_, full.components_, rtol=1e-12, atol=1e-14)
-    if lp_solver == "highspy":  # the resumed fit starts cold: the same vertices, bit for bit
+    if lp_solver in ("highspy", "simplex"):
+        # the resumed fit starts cold (no previous bases, all the features): the same
+        # vertices, polished to the same bits
         np.testing.assert_array_equal(resumed.components_, full.components_)
+
+
+def test_a_resumed_fit_solved_on_previous_supports_equals_the_uninterrupted_one(
+        tmp_path, monkeypatch):
+    # the uninterrupted fit solves its stages' programmes on the previous supports (at most
+    # n^2 = 400 of the 600 features); the resumed one starts without bases, on every
+    # feature: the same bits
+    from streamnmf import _lp
+
+    real, widths = _lp.dual_simplex_rows, []
+
+    def spy(Cn, **kw):
+        widths.append(Cn.shape[1])
+        return real(Cn, **kw)
+
+    monkeypatch.setattr(_lp, "dual_simplex_rows", spy)
+    rng = np.random.default_rng(19)
+    C = truth(600, 20, rng)
+    Y = binary_weights(4000, 20, 2, rng) @ C
+    kw = dict(init=warm_start(C, 0.1, rng), stage_length=500, step_decay=2.0,
+              n_iter_no_change=None)
+    full = Purification(20, n_stages=8, **kw).fit(Y)
+    assert min(widths) < 600
+    path = tmp_path / "purification.h5"
+    Purification(20, n_stages=4, checkpoint=path, **kw).fit(Y)
+    resumed = Purification(20, n_stages=8, checkpoint=path, **kw).fit(Y, resume=True)
+    np.testing.assert_array_equal(resumed.components_, full.components_)
 
 
 def test_public_min_inf_inverse_is_an_optimal_left_inverse():
