@@ -215,27 +215,19 @@ class StageStats:
             # a per-sample rule: its objective is the residuals the update kernel sums, so
             # sum_y and the products would only cost passes over the block
             return
-        if sparse:
-            if self.sum_y is not None:
-                self.sum_y += np.asarray(Y.sum(axis=0)).ravel()
-            if z_indices.size > CSR_DENSE_CODES * Z.size:
-                # in float64: scipy would sum float32 rows in float32
-                Z64 = Z if Z.dtype == np.float64 else Z.astype(np.float64)
-                self.S_zy += (Y.T @ Z64).T
-                self.S_zz += Z64.T @ Z64
-                self.sum_z += Z64.sum(axis=0)
-                return
+        if self.sum_y is not None:
+            self.sum_y += np.asarray(Y.sum(axis=0)).ravel()
+        if z_indices.size > (CSR_DENSE_CODES if sparse else DENSE_CODES) * Z.size:
+            if sparse:  # in float64: scipy would sum float32 rows in float32
+                Z = Z.astype(np.float64, copy=False)
+            self.S_zy += Z.T @ Y
+            self.S_zz += Z.T @ Z
+            self.sum_z += Z.sum(axis=0)
+        elif sparse:
             K.accumulate_stats_csr(
                 Y.data, Y.indices, Y.indptr, Z, z_indptr, z_indices,
                 self.S_zy, self.S_zz, self.sum_z,
             )
-            return
-        if self.sum_y is not None:
-            self.sum_y += Y.sum(axis=0)
-        if z_indices.size > DENSE_CODES * Z.size:
-            self.S_zy += Z.T @ Y
-            self.S_zz += Z.T @ Z
-            self.sum_z += Z.sum(axis=0)
         else:
             K.accumulate_stats_dense(Y, Z, z_indptr, z_indices, self.S_zy, self.S_zz, self.sum_z)
 
