@@ -42,6 +42,12 @@ RESIDUAL_FLOOR = 1e-6
 #: that is ln -61 on DIR. A float32 fit takes one float32 ulp: its floor (float32 decoding of
 #: tiny codes) is 3-5 ulps, and 10 stopped DIR (100 x 1000) at ln -21.4 instead of -24.3
 ROUND_OFF_TOL_FLOAT64 = 10 * np.finfo(np.float64).eps
+#: with the default ``tol``, a float32 fit whose change per stage falls to this many float32
+#: ulps has reached what float32 arithmetic resolves (on DIR its change then stays at 1-1.3
+#: ulps, ln -24.3) and finishes in float64 arithmetic (``StageLoop.refine``) ...
+REFINE_AT_ULPS = 4.0
+#: ... until a stage changes the float32 components by at most this, relative
+REFINE_TOL = 5e-2 * np.finfo(np.float32).eps
 #: coordinate-descent sweeps and relative tolerance of the NNLS codes of ``transform``
 NNLS_CODE_SWEEPS = 200
 NNLS_CODE_TOL = 1e-8
@@ -497,7 +503,14 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         change below ``tol``), or stalled (no better change, or an objective plateau, for
         ``n_iter_no_change`` stages: round-off or the noise floor reached)."""
         # a stage that decoded nothing leaves the matrix as it was: that is not convergence
-        converged = row["change"] <= self._tol(loop.dtype) and row["density"] > 0
+        converged = row["change"] <= self._tol(loop) and row["density"] > 0
+        if (converged or row["change"] <= REFINE_AT_ULPS * np.finfo(np.float32).eps) and (
+                self.tol is None and self._in_fit and loop.can_refine and row["density"] > 0):
+            # float32 arithmetic has done what it can: the fit goes on in float64 arithmetic,
+            # and its stopping rules start afresh
+            loop.refine()
+            self._best_change, self._stalled = np.inf, 0
+            return asked
         self._early_stopped |= asked or converged
         stop = asked or converged
         if row["change"] < self._best_change:
@@ -539,10 +552,12 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         return (np.isfinite(before) and now > RESIDUAL_FLOOR * objective[0]
                 and before - now <= OBJECTIVE_TOL * before)
 
-    def _tol(self, dtype):
+    def _tol(self, loop):
         if self.tol is not None:
             return self.tol
-        return ROUND_OFF_TOL_FLOAT64 if np.dtype(dtype) == np.float64 else np.finfo(dtype).eps
+        if loop.refining:
+            return REFINE_TOL
+        return ROUND_OFF_TOL_FLOAT64 if loop.dtype == np.float64 else np.finfo(loop.dtype).eps
 
     # -- checkpoints ----------------------------------------------------------------------------
     #: parameters that may differ between the run that wrote a checkpoint and the one resuming
@@ -666,7 +681,9 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
             if loop.stage else np.nan
         self._n_features_out = self.components_.shape[0]
         if loop.stats.count == 0:  # at a stage boundary: the next stage's D is of this C
-            self._D = loop.D  # the loop replaces its D at every stage, never writes into it
+            # the loop replaces its D at every stage, never writes into it (a refining float32
+            # loop's is float64: the model keeps it in the components' dtype)
+            self._D = loop.D.astype(loop.dtype, copy=False)
         else:
             self._D = np.ascontiguousarray(loop.rule.decoding_matrix(self.components_))
 

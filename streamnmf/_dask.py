@@ -212,6 +212,7 @@ def _accumulate(blocks, D, alpha, kind, with_sum_y):
     # process (LocalCluster(processes=False), the threaded scheduler) and nanny-less workers.
     with single_threaded_blas():
         for Y in blocks:
+            Y = _engine.in_arithmetic(Y, D)
             stats.add(Y, *_engine.decode(Y, D, alpha, kind), with_products=True)
     return stats
 

@@ -130,6 +130,13 @@ def decode(Y, D, alpha, kind):
     return Z, z_indptr, z_indices, float(v_min)
 
 
+def in_arithmetic(Y, D):
+    """The block ``Y`` in the dtype of the decoding matrix ``D``: a float32 fit refining in
+    float64 (:meth:`StageLoop.refine`) decodes and sums its float32 rows in float64, one
+    conversion of the block for both products."""
+    return Y if Y.dtype == D.dtype else Y.astype(D.dtype)
+
+
 def pinv_rows(C):
     """Moore-Penrose inverse of ``C`` (n_components, n_features), computed in float64.
 
@@ -285,6 +292,7 @@ def block_stats(Y, D, alpha, kind, with_sum_y=False):
     StageStats
     """
     stats = StageStats(D.shape[1], D.shape[0], with_sum_y)
+    Y = in_arithmetic(Y, D)
     stats.add(Y, *decode(Y, D, alpha, kind), with_products=True)
     return stats
 
@@ -334,7 +342,9 @@ class StageLoop:
     rule : Rule
     schedule : ThresholdSchedule
     C0 : ndarray of shape (n_components, n_features)
-        Start matrix; copied. Its dtype is the working dtype.
+        Start matrix, owned by the loop from then on. Its dtype is the working dtype: of the
+        components, and of the arithmetic of the decode and the block products until
+        :meth:`refine`.
     stage_length : int or None
         Samples per stage; None: the caller ends stages with :meth:`end_stage`.
     sgd_eta : float or None
@@ -350,6 +360,7 @@ class StageLoop:
         # the loop owns C0 (the estimator hands over a fresh array): no second copy
         self.C = np.ascontiguousarray(C0)
         self.dtype = self.C.dtype
+        self.refining = False  # float32 components, float64 decode and products (refine)
         self.stage_length = stage_length
         self.sgd_eta = sgd_eta
         self.batch_size = int(batch_size)
@@ -376,8 +387,7 @@ class StageLoop:
         # the fresh statistics first: the last stage's are freed before the next inverse
         # (their zeros are untouched pages until the stage's first block)
         self.stats = StageStats(n_components, n_features, self.rule.needs_sum_y)
-        with single_threaded_blas():
-            self.D = np.ascontiguousarray(self.rule.decoding_matrix(self.C))
+        self.D = self._decoding_matrix()
         self.alpha = float(self.schedule.alpha(self.stage))
         if not self.alpha >= 0:  # a custom schedule: a negative threshold keeps negative codes
             raise ValueError(
@@ -388,6 +398,32 @@ class StageLoop:
             self._G = np.zeros(self.C.shape, self.dtype)  # calloc: no pages until written
             self._touched = np.zeros(n_components, dtype=np.bool_)
             self._batch = np.zeros(2)
+
+    def _decoding_matrix(self):
+        # the inverse is computed in float64 whatever the dtype; a refining loop keeps it so
+        C = self.C.astype(np.float64) if self.refining else self.C
+        with single_threaded_blas():
+            return np.ascontiguousarray(self.rule.decoding_matrix(C))
+
+    @property
+    def can_refine(self):
+        """Whether :meth:`refine` applies: float32 components and a full-batch rule."""
+        return self.dtype == np.float32 and not self.rule.per_sample and not self.refining
+
+    def refine(self):
+        """Decode and sum the blocks in float64 from now on; the components stay float32.
+
+        Float32 arithmetic stops a fit a few float32 ulps short of its fixed point: the
+        decode's dot products over all features and the block products round the tiny codes
+        that a fit near round-off must resolve. Float64 arithmetic from there on (each block
+        converted once, the decoding matrix kept unrounded) finishes it, as mixed-precision
+        iterative refinement does; the data and the components keep their float32 memory.
+        Called at a stage boundary (the current stage has no sample yet).
+        """
+        if not self.can_refine or self.stats.count:
+            raise RuntimeError("refine: needs a float32 full-batch loop at a stage boundary.")
+        self.refining = True
+        self.D = self._decoding_matrix()
 
     def end_stage(self):
         """Close the current stage (if it saw any sample), record it and begin the next one.
@@ -434,7 +470,7 @@ class StageLoop:
             self.C = self.C_start.copy()
             self.stopped = True
             if self.D is None:
-                self.D = np.ascontiguousarray(self.rule.decoding_matrix(self.C))
+                self.D = self._decoding_matrix()
             raise DivergenceError(
                 f"The working matrix became non-finite in stage {self.stage} (the update "
                 "diverged, e.g. learning_rate too large or float32 overflow). The components "
@@ -501,7 +537,7 @@ class StageLoop:
             schedule_state=self.schedule.state(), rule_state=self.rule.state(),
             history={k: np.asarray(self.history[k], dtype=np.float64) for k in HISTORY_FIELDS},
             drift_state=None if self.detector is None else self.detector.state(),
-            drift_pending=self.drift_pending,
+            drift_pending=self.drift_pending, refining=self.refining,
             sgd_gradient=self._G if per_sample else None,
             sgd_touched=self._touched if per_sample else None,
             sgd_batch=self._batch if per_sample else None,
@@ -517,7 +553,9 @@ class StageLoop:
                     f"checkpoint: {name} has shape {value.shape}, expected {expected}.")
         self.C = np.ascontiguousarray(state.components, dtype=self.dtype)
         self.C_start = np.ascontiguousarray(state.stage_start, dtype=self.dtype)
-        self.D = np.ascontiguousarray(state.decoding_matrix, dtype=self.dtype)
+        self.refining = bool(state.refining)
+        self.D = np.ascontiguousarray(state.decoding_matrix,
+                                      dtype=np.float64 if self.refining else self.dtype)
         self.stage = int(state.stage)
         self.samples_seen = int(state.samples_seen)
         self.seconds = float(state.seconds)
@@ -588,6 +626,7 @@ class StageLoop:
         self.seconds += time.perf_counter() - t0
 
     def _process(self, Y):
+        Y = in_arithmetic(Y, self.D)
         Z, z_indptr, z_indices, v_min = decode(Y, self.D, self.alpha, self.rule.kind)
         per_sample = self.rule.per_sample
         self.stats.add(Y, Z, z_indptr, z_indices, v_min, with_products=not per_sample)

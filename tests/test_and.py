@@ -161,15 +161,46 @@ def test_early_stop_waits_while_the_threshold_is_lowered_on_purpose():
 
 # -- API ------------------------------------------------------------------------------------
 
-def test_float32_fit_runs_down_to_float32_round_off():
-    # the default tol of a float32 fit is one float32 ulp: ten stopped it about 2-3 ln units
-    # above its floor (here ln -17.9 instead of -19.9)
-    Y, truth, _ = make_dataset("dir", 5000, 20, 300, random_state=0, dtype=np.float32)
-    est = AND(20, random_state=0).fit(Y)
-    assert est.components_.dtype == np.float32
-    assert log_total_correlation_error(est.components_, truth) <= -19.0
-    assert est._tol(np.float32) == np.finfo(np.float32).eps
-    assert est._tol(np.float64) == 10 * np.finfo(np.float64).eps
+def refining_stages(est):
+    """A callback recording, per stage, whether the loop decodes in float64 arithmetic."""
+    seen = []
+    est.set_params(callback=lambda e, row: seen.append(e._loop.refining))
+    return seen
+
+
+def test_float32_fit_finishes_in_float64_arithmetic_past_the_float32_floor():
+    # float32 arithmetic alone stalls a few ulps short (tol=eps: no refinement); the default
+    # tol then goes on with float64 decode and products on the float32 data and components
+    Y, truth, _ = make_dataset("dir", 5000, 30, 400, random_state=0, dtype=np.float32)
+    plain = AND(30, random_state=0, tol=np.finfo(np.float32).eps, blas_threads=1)
+    plain_seen = refining_stages(plain)
+    plain.fit(Y)
+    est = AND(30, random_state=0, blas_threads=1)
+    seen = refining_stages(est)
+    est.fit(Y)
+    assert not any(plain_seen) and 0 < seen.index(True) < len(seen) - 3
+    assert est.components_.dtype == est._D.dtype == np.float32
+    assert est.transform(Y[:5]).dtype == np.float32
+    plain_error = log_total_correlation_error(plain.components_, truth)
+    error = log_total_correlation_error(est.components_, truth)
+    assert error <= -25.0 and error <= plain_error - 2.0, (error, plain_error)
+
+
+def test_a_float32_fit_resumed_while_refining_equals_the_uninterrupted_one(tmp_path):
+    Y, truth, _ = make_dataset("ctm-ref", 3000, 20, 300, random_state=0, dtype=np.float32)
+    kwargs = dict(random_state=0, blas_threads=1, n_iter_no_change=None)
+    whole = AND(20, **kwargs)
+    seen = refining_stages(whole)
+    whole.fit(Y)
+    first = seen.index(True)  # the stages from this one on decode in float64
+    assert first + 3 < whole.n_stages_
+    path = tmp_path / "fit.h5"
+    AND(20, n_stages=first + 2, checkpoint=path, **kwargs).fit(Y)
+    resumed = AND(20, n_stages=200, checkpoint=path, **kwargs).fit(Y, resume=True)
+    assert resumed._loop.refining
+    assert resumed.n_stages_ == whole.n_stages_
+    np.testing.assert_array_equal(resumed.components_, whole.components_)
+    np.testing.assert_array_equal(resumed.history_["change"], whole.history_["change"])
 
 
 def test_float32_preserved_and_transform_shapes():

@@ -176,6 +176,19 @@ def test_dask_array_without_and_with_client(data, thread_client):
                                rtol=1e-8, atol=1e-12)
 
 
+def test_a_float32_fit_refines_in_float64_on_the_workers_too(thread_client):
+    # past the float32 floor the stages decode in float64: the workers get the float64
+    # decoding matrix and convert their float32 blocks as the single process does
+    Y = make_dataset("ctm-ref", 3000, 20, 300, random_state=0, dtype=np.float32)[0]
+    kwargs = dict(random_state=0, n_iter_no_change=None, blas_threads=1)
+    ref = AND(20, **kwargs).fit(Y)
+    est = AND(20, client=thread_client, **kwargs).fit(Y)
+    assert ref._loop.refining and est._loop.refining
+    assert est.components_.dtype == np.float32
+    assert est.n_stages_ == ref.n_stages_
+    assert relative_error(est.components_, ref.components_) <= 1e-6
+
+
 def test_purification_on_a_dask_array_and_with_a_client(data, h5path, thread_client):
     # Purification's rule needs sum(y): the statistics carry it through the reduction
     kwargs = dict(n_stages=4, thresholds=0.05, tol=0, n_iter_no_change=None, random_state=0)

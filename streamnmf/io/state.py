@@ -14,7 +14,8 @@ Checkpoint layout (version 2)::
                              params_json, n_samples, n_features, n_components, dtype,
                              source_block_rows, source_shuffle_seed, epoch, offset,
                              stalled, best_change, early_stopped, nonnegative, recovering
-    /loop             attrs: stage, samples_seen, seconds, alpha, [sgd_eta], [drift_pending]
+    /loop             attrs: stage, samples_seen, seconds, alpha, [sgd_eta], [drift_pending],
+                             [refining]
     /loop/components, /loop/stage_start, /loop/decoding_matrix
     /loop/schedule_state, /loop/rule_state, [/loop/drift_state]
     /loop/stats       attrs: count, nnz, sum_yy, code_max, v_min
@@ -125,6 +126,7 @@ class LoopState:
     flat arrays those objects' ``state()`` methods return. The ``sgd_*`` arrays (per-sample
     rules only) are the pending averaged gradient, the components it touches and the
     averaging counters. ``history`` maps each history field to its per-stage values.
+    ``refining``: a float32 loop that decodes in float64 (its decoding matrix is float64).
     """
 
     stage: int
@@ -141,6 +143,7 @@ class LoopState:
     history: dict
     drift_state: np.ndarray | None = None
     drift_pending: bool = False
+    refining: bool = False
     sgd_gradient: np.ndarray | None = None
     sgd_touched: np.ndarray | None = None
     sgd_batch: np.ndarray | None = None
@@ -152,6 +155,8 @@ class LoopState:
             attrs["sgd_eta"] = float(self.sgd_eta)
         if self.drift_state is not None:
             attrs["drift_pending"] = bool(self.drift_pending)
+        if self.refining:
+            attrs["refining"] = True
         record.group_attrs[prefix] = attrs
         stats = self.stats
         record.group_attrs[f"{prefix}/stats"] = dict(
@@ -195,6 +200,7 @@ class LoopState:
                      if k.startswith(history_prefix)},
             drift_state=array("drift_state"),
             drift_pending=bool(attrs.get("drift_pending", False)),
+            refining=bool(attrs.get("refining", False)),
             sgd_gradient=array("sgd/gradient"), sgd_touched=array("sgd/touched"),
             sgd_batch=array("sgd/batch"),
         )
