@@ -97,7 +97,7 @@ def stop_reason(est, n_stages):
     hist = est.history_
     if est.n_stages_ >= n_stages:
         return "n_stages"
-    if hist["change"][-1] <= est._tol(np.float64) and hist["density"][-1] > 0:
+    if hist["change"][-1] <= est._tol(est._loop) and hist["density"][-1] > 0:
         return "tol"
     if est._objective_plateau(hist):
         return "n_iter_no_change (objective plateau)"

@@ -96,7 +96,8 @@ def plot(result, path):
     ax.axhline(-25, color="k", lw=0.8, ls="--")
     ax.set_xticks(x, labels, rotation=15, fontsize=8)
     ax.set_ylabel("ln error (lower is better)")
-    ax.legend(fontsize=8)
+    ax.set_ylim(top=0, bottom=min(r["ln_error"] for r in result["rows"]) - 12)
+    ax.legend(fontsize=8, ncol=3, loc="lower center")
     _common.save_figure(fig, path, "float32 fits: float32 arithmetic, then the float64 finish")
 
 

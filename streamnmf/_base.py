@@ -39,12 +39,13 @@ OBJECTIVE_TOL = 5e-3
 RESIDUAL_FLOOR = 1e-6
 #: the default ``tol`` of a float64 fit: 10 ulps. A stage moves the components by about a third
 #: of their distance to the fixed point, so a fit stops at an error of some 30 ulps; in float64
-#: that is ln -61 on DIR. A float32 fit takes one float32 ulp: its floor (float32 decoding of
-#: tiny codes) is 3-5 ulps, and 10 stopped DIR (100 x 1000) at ln -21.4 instead of -24.3
+#: that is ln -61 on DIR. Where a float32 fit keeps float32 arithmetic (per-sample rules,
+#: ``partial_fit``) it stops at one float32 ulp: its change stays at 1-1.3 ulps there (DIR,
+#: 100 x 1000, ln -24.3), and ten ulps stopped it at ln -21.4
 ROUND_OFF_TOL_FLOAT64 = 10 * np.finfo(np.float64).eps
 #: with the default ``tol``, a float32 fit whose change per stage falls to this many float32
-#: ulps has reached what float32 arithmetic resolves (on DIR its change then stays at 1-1.3
-#: ulps, ln -24.3) and finishes in float64 arithmetic (``StageLoop.refine``) ...
+#: ulps has reached what float32 arithmetic resolves and finishes in float64 arithmetic
+#: (``StageLoop.refine``) ...
 REFINE_AT_ULPS = 4.0
 #: ... until a stage changes the float32 components by at most this, relative
 REFINE_TOL = 5e-2 * np.finfo(np.float32).eps
@@ -383,6 +384,8 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
                 self._resume()
         elif X.dtype != self._loop.dtype:
             X = X.astype(self._loop.dtype)
+        if self._loop.refining and not self._loop.stats.count:
+            self._loop.refine(False)  # a fit's float64 finish: a stream keeps float32 speed
         self._loop.stopped = False
         if first_call or getattr(self, "_blas", None) is None:
             self._blas = BlasThreads(self.blas_threads)  # kept: it measures between calls
@@ -505,7 +508,8 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         # a stage that decoded nothing leaves the matrix as it was: that is not convergence
         converged = row["change"] <= self._tol(loop) and row["density"] > 0
         if (converged or row["change"] <= REFINE_AT_ULPS * np.finfo(np.float32).eps) and (
-                self.tol is None and self._in_fit and loop.can_refine and row["density"] > 0):
+                self.tol is None and self._in_fit and loop.can_refine and not loop.refining
+                and row["density"] > 0 and not asked):
             # float32 arithmetic has done what it can: the fit goes on in float64 arithmetic,
             # and its stopping rules start afresh
             loop.refine()
@@ -683,7 +687,7 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         if loop.stats.count == 0:  # at a stage boundary: the next stage's D is of this C
             # the loop replaces its D at every stage, never writes into it (a refining float32
             # loop's is float64: the model keeps it in the components' dtype)
-            self._D = loop.D.astype(loop.dtype, copy=False)
+            self._D = None if loop.D is None else loop.D.astype(loop.dtype, copy=False)
         else:
             self._D = np.ascontiguousarray(loop.rule.decoding_matrix(self.components_))
 

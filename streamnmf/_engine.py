@@ -354,13 +354,15 @@ class StageLoop:
         Samples averaged per update in per-sample rules.
     """
 
+    refining = False  # class default: a loop pickled before refine existed
+
     def __init__(self, rule, schedule, C0, stage_length=None, sgd_eta=None, batch_size=1):
         self.rule = rule
         self.schedule = schedule
         # the loop owns C0 (the estimator hands over a fresh array): no second copy
         self.C = np.ascontiguousarray(C0)
         self.dtype = self.C.dtype
-        self.refining = False  # float32 components, float64 decode and products (refine)
+        self.refining = False  # float64 decode and products of float32 data (refine)
         self.stage_length = stage_length
         self.sgd_eta = sgd_eta
         self.batch_size = int(batch_size)
@@ -408,9 +410,9 @@ class StageLoop:
     @property
     def can_refine(self):
         """Whether :meth:`refine` applies: float32 components and a full-batch rule."""
-        return self.dtype == np.float32 and not self.rule.per_sample and not self.refining
+        return self.dtype == np.float32 and not self.rule.per_sample
 
-    def refine(self):
+    def refine(self, enabled=True):
         """Decode and sum the blocks in float64 from now on; the components stay float32.
 
         Float32 arithmetic stops a fit a few float32 ulps short of its fixed point: the
@@ -418,12 +420,14 @@ class StageLoop:
         that a fit near round-off must resolve. Float64 arithmetic from there on (each block
         converted once, the decoding matrix kept unrounded) finishes it, as mixed-precision
         iterative refinement does; the data and the components keep their float32 memory.
-        Called at a stage boundary (the current stage has no sample yet).
+        Called at a stage boundary (the current stage has no sample yet); ``enabled=False``
+        returns to the components' own arithmetic (a stream that follows a fit).
         """
-        if not self.can_refine or self.stats.count:
+        if self.stats.count or (enabled and not self.can_refine):
             raise RuntimeError("refine: needs a float32 full-batch loop at a stage boundary.")
-        self.refining = True
-        self.D = self._decoding_matrix()
+        if enabled != self.refining:
+            self.refining = enabled
+            self.D = self._decoding_matrix()
 
     def end_stage(self):
         """Close the current stage (if it saw any sample), record it and begin the next one.
@@ -514,6 +518,7 @@ class StageLoop:
         """
         self.C = np.array(C, dtype=self.dtype, order="C")
         self.drift_pending = False
+        self.refining = False  # far from the fixed point again
         self._begin_stage()
 
     # -- checkpoint state -------------------------------------------------------------------

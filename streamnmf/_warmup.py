@@ -5,7 +5,8 @@ import time
 import numpy as np
 import scipy.sparse as sp
 
-from ._engine import NARROW_DECODE_COMPONENTS
+from . import _kernels
+from ._engine import FORTRAN_GEMM_MIN_FEATURES, NARROW_DECODE_COMPONENTS, decode
 
 
 def warmup(dtypes=("float64", "float32")):
@@ -21,7 +22,8 @@ def warmup(dtypes=("float64", "float32")):
     Parameters
     ----------
     dtypes : sequence of {"float64", "float32"}
-        The data types to compile for.
+        The data types to compile for. float32 includes float64: a float32 fit finishes in
+        float64 arithmetic.
 
     Returns
     -------
@@ -34,7 +36,10 @@ def warmup(dtypes=("float64", "float32")):
     t0 = time.perf_counter()
     rng = np.random.default_rng(0)
     n_samples, n_features = 96, 16
-    for dtype in map(np.dtype, dtypes):
+    dtypes = {np.dtype(d) for d in dtypes}
+    if np.dtype(np.float32) in dtypes:
+        dtypes.add(np.dtype(np.float64))
+    for dtype in sorted(dtypes, key=str):
         # narrow and wide decodes; with 12 components the codes are sparse enough for the
         # kernels that walk their support
         for n_components in (NARROW_DECODE_COMPONENTS, 12):
@@ -55,4 +60,7 @@ def warmup(dtypes=("float64", "float32")):
             for Y in (positive, sp.csr_matrix(positive)):
                 Purification(n_components, n_stages=2, stage_length=32, random_state=0,
                              n_iter_no_change=None, blas_threads=1).fit(Y).transform(Y)
+        if dtype == np.float64:  # wide float64 blocks: the product written in Fortran order
+            wide = rng.random((8, FORTRAN_GEMM_MIN_FEATURES))
+            decode(wide, rng.random((FORTRAN_GEMM_MIN_FEATURES, 12)), 0.0, _kernels.HARD)
     return time.perf_counter() - t0

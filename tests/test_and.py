@@ -203,6 +203,44 @@ def test_a_float32_fit_resumed_while_refining_equals_the_uninterrupted_one(tmp_p
     np.testing.assert_array_equal(resumed.history_["change"], whole.history_["change"])
 
 
+def test_a_stop_asked_at_the_switch_to_float64_is_kept_by_the_checkpoint(tmp_path):
+    Y = make_dataset("ctm-ref", 3000, 20, 300, random_state=0, dtype=np.float32)[0]
+    kwargs = dict(random_state=0, blas_threads=1, n_iter_no_change=None)
+    probe = AND(20, **kwargs)
+    seen = refining_stages(probe)
+    probe.fit(Y)
+    switch = seen.index(True) - 1  # the stage whose end would switch to float64
+    path = tmp_path / "fit.h5"
+    stopped = AND(20, checkpoint=path,
+                  callback=lambda est, row: row["stage"] == switch, **kwargs).fit(Y)
+    assert stopped.n_stages_ == switch + 1 and not stopped._loop.refining
+    resumed = AND(20, checkpoint=path, **kwargs).fit(Y, resume=True)
+    assert resumed.n_stages_ == switch + 1  # the stop was asked for: it stays stopped
+
+
+def test_a_stream_after_a_fit_goes_back_to_float32_arithmetic():
+    Y = make_dataset("ctm-ref", 3000, 20, 300, random_state=0, dtype=np.float32)[0]
+    est = AND(20, random_state=0, blas_threads=1).fit(Y)
+    assert est._loop.refining and est._loop.D.dtype == np.float64
+    est.partial_fit(Y[:500])
+    assert not est._loop.refining
+    assert est._loop.D.dtype == est.components_.dtype == np.float32
+
+
+def test_an_inverse_failing_in_partial_fit_is_the_error_the_caller_sees():
+    from streamnmf._lp import InverseError
+
+    Y = np.random.default_rng(0).random((200, 20))
+    est = AND(3, random_state=0).partial_fit(Y)
+
+    def failing(C):
+        raise InverseError("the next stage's inverse failed")
+
+    est._loop.rule.decoding_matrix = failing  # the next stage's inverse, at this call's end
+    with pytest.raises(InverseError, match="next stage's inverse failed"):
+        est.partial_fit(Y)
+
+
 def test_float32_preserved_and_transform_shapes():
     data, truth, init = small_problem()
     est = AND(6, init=init.astype(np.float32), n_stages=5).fit(data.astype(np.float32))

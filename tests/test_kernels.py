@@ -395,3 +395,19 @@ def test_warmup_compiles_every_kernel():
     # the statistics' HALS rows run on the float64 statistics of every fit
     assert out[1] == "['hals_rows']", f"kernels without a float32 version: {out[1]}"
     assert out[2].split()[1] == "True" and int(out[2].split()[0]) >= 10
+
+
+def test_warmup_of_float32_compiles_the_float64_finish_and_the_fortran_layout():
+    # a float32 fit finishes in float64 arithmetic, and wide float64 blocks threshold a
+    # Fortran-ordered product: both signatures must be ready after warmup(("float32",))
+    script = (
+        "import streamnmf\n"
+        "from streamnmf import _kernels as K\n"
+        "streamnmf.warmup(dtypes=('float32',))\n"
+        "sigs = [str(s) for s in K.threshold_codes.signatures]\n"
+        "print(any(\"Array(float64, 2, 'C'\" in s for s in sigs),\n"
+        "      any(\"Array(float64, 2, 'F'\" in s for s in sigs))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    assert out[-1] == "True True", out

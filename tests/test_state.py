@@ -72,11 +72,17 @@ def assert_same(expected, found, where="state"):
         assert found == expected or (expected != expected and found != found), where
 
 
-@pytest.mark.parametrize("per_sample,with_drift,with_sum_y",
-                         [(False, False, False), (True, True, False), (False, True, True)])
+@pytest.mark.parametrize("per_sample,with_drift,with_sum_y,refining",
+                         [(False, False, False, False), (True, True, False, False),
+                          (False, True, True, False), (False, False, False, True)])
 def test_fit_state_round_trips_through_a_checkpoint_file(tmp_path, per_sample, with_drift,
-                                                         with_sum_y):
-    state = fit_state(loop_state(np.random.default_rng(0), per_sample, with_drift, with_sum_y))
+                                                         with_sum_y, refining):
+    loop = loop_state(np.random.default_rng(0), per_sample, with_drift, with_sum_y)
+    if refining:  # float32 components decoded in float64
+        loop.refining = True
+        loop.components = loop.components.astype(np.float32)
+        loop.stage_start = loop.stage_start.astype(np.float32)
+    state = fit_state(loop)
     path = tmp_path / "state.h5"
     write_atomic(path, state.to_hdf5)
     record = read_verified(path, CHECKPOINT_FORMAT)  # checksum checked
@@ -88,6 +94,7 @@ def test_fit_state_round_trips_through_a_checkpoint_file(tmp_path, per_sample, w
         assert ("loop/sgd" in f) == per_sample
         assert ("loop/drift_state" in f) == with_drift
         assert ("sgd_eta" in f["loop"].attrs) == per_sample
+        assert ("refining" in f["loop"].attrs) == refining
 
 
 def test_model_state_round_trips_through_a_model_file(tmp_path):
@@ -173,11 +180,11 @@ def test_newer_or_unknown_versions_are_refused(tmp_path, monkeypatch):
     state = fit_state(loop_state(np.random.default_rng(3)))
     record = state.to_record()
     record.attrs["format_version"] = VERSIONS[CHECKPOINT_FORMAT] + 1
-    with pytest.raises(ValueError, match="reads streamnmf-checkpoint files up to version 2"):
+    with pytest.raises(ValueError, match="reads streamnmf-checkpoint files up to version 3"):
         FitState.from_record(record)
     path = tmp_path / "newer.h5"
     write_atomic(path, record.write)
-    with pytest.raises(CheckpointError, match="newer.h5.*up to version 2.*library version 0.1.0"):
+    with pytest.raises(CheckpointError, match="newer.h5.*up to version 3.*library version 0.1.0"):
         read_verified(path, CHECKPOINT_FORMAT)
     # a version whose migration was dropped
     monkeypatch.setitem(MIGRATIONS, CHECKPOINT_FORMAT, {})
@@ -221,3 +228,13 @@ def test_version_1_purification_model_file_loads_with_the_shared_parameter_names
     assert isinstance(model, Purification)
     assert {k: model.get_params()[k] for k in NEW_PURIFICATION_PARAMS} == NEW_PURIFICATION_PARAMS
     np.testing.assert_array_equal(model.components_, state.components)
+
+
+def test_a_version_2_checkpoint_reads_as_a_loop_in_its_own_arithmetic():
+    state = fit_state(loop_state(np.random.default_rng(4)))
+    record = state.to_record()
+    record.attrs["format_version"] = 2
+    record.group_attrs["loop"].pop("refining", None)
+    migrated = migrate(record)
+    assert migrated.version == VERSIONS[CHECKPOINT_FORMAT] == 3
+    assert FitState.from_record(migrated).loop.refining is False

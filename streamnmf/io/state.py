@@ -8,7 +8,7 @@ version at a time (``MIGRATIONS[format][v]`` turns a version-``v`` record into a
 version-``v + 1`` one), so that a checkpoint written by an older streamnmf resumes in a newer
 one; a file of a newer version is refused with a message that names both versions.
 
-Checkpoint layout (version 2)::
+Checkpoint layout (version 3)::
 
     /                 attrs: format, format_version, library_version, estimator,
                              params_json, n_samples, n_features, n_components, dtype,
@@ -370,6 +370,15 @@ def _checkpoint_1_to_2(record):
     return Record(attrs=attrs, group_attrs={"loop": loop, "loop/stats": stats}, arrays=arrays)
 
 
+def _checkpoint_2_to_3(record):
+    """Version 2 had no float64 finish: its loops decode in their own dtype (``refining``
+    absent means False). The version changed so that a reader of version 2, which would cast
+    a refining loop's float64 decoding matrix to float32, refuses the file instead."""
+    attrs = dict(record.attrs)
+    attrs["format_version"] = 3
+    return Record(attrs=attrs, group_attrs=record.group_attrs, arrays=record.arrays)
+
+
 def _model_1_to_2(record):
     """Version 1 kept Purification's parameters under their old names."""
     attrs = _rename_params(record.attrs)
@@ -378,9 +387,10 @@ def _model_1_to_2(record):
 
 
 #: the version each format is written in
-VERSIONS = {CHECKPOINT_FORMAT: 2, MODEL_FORMAT: 2}
+VERSIONS = {CHECKPOINT_FORMAT: 3, MODEL_FORMAT: 2}
 #: ``MIGRATIONS[format][v]``: a function turning a version-``v`` record into version ``v + 1``
-MIGRATIONS = {CHECKPOINT_FORMAT: {1: _checkpoint_1_to_2}, MODEL_FORMAT: {1: _model_1_to_2}}
+MIGRATIONS = {CHECKPOINT_FORMAT: {1: _checkpoint_1_to_2, 2: _checkpoint_2_to_3},
+              MODEL_FORMAT: {1: _model_1_to_2}}
 
 
 def migrate(record):
