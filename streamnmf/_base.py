@@ -514,7 +514,7 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
             # and its stopping rules start afresh
             loop.refine()
             self._best_change, self._stalled = np.inf, 0
-            return asked
+            return False
         self._early_stopped |= asked or converged
         stop = asked or converged
         if row["change"] < self._best_change:
