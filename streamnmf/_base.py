@@ -22,14 +22,14 @@ from . import __version__, _engine
 from . import _kernels as K
 from ._blas import BlasThreads
 from ._driver import FitPosition, InProcess
-from ._start import check_random_state, spa_init
+from ._start import check_random_state, nndsvda_init, spa_init
 from .drift import DriftDetector, reseed_components
 from .schedules import ThresholdSchedule, make_schedule
 from .io import as_source, atomic, input_files, records
 from .io.state import FitState, ModelState
 from .io.sources import check_block
 
-INIT_OPTIONS = ("spa", "random")
+INIT_OPTIONS = ("spa", "nndsvda", "random")
 #: early stop on a plateau of the objective: a fall of less than this (relative) over
 #: ``n_iter_no_change`` stages, while the objective is above ``RESIDUAL_FLOOR`` times the
 #: first stage's (on news tf-idf the objective falls 0.3% per 10 stages at stage 30; on the
@@ -173,6 +173,8 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
                 )
             if init == "spa":
                 C0 = spa_init(leading, n_components, rng)
+            elif init == "nndsvda":
+                C0 = nndsvda_init(leading, n_components, rng)
             else:
                 # random convex combinations of samples; a CSR block stays sparse (the
                 # product costs O(n_components nnz), not a dense copy of the block)

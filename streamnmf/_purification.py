@@ -288,8 +288,10 @@ class Purification(StreamingNMFBase):
         Section 6's preprocessing for unequal proportions: rescale the start's columns so the
         second moments of the weights agree (estimated on the leading rows), solve, and undo
         the scaling in ``components_`` and ``transform`` (see :func:`balancing_scale`).
-    init : {"spa", "random"} or ndarray of shape (n_components, n_features), default="spa"
-        Start matrix (the paper's ``A(0)`` transposed); the theory needs a warm start.
+    init : {"spa", "nndsvda", "random"} or ndarray of shape (n_components, n_features), \
+            default="spa"
+        Start matrix (the paper's ``A(0)`` transposed); the theory needs a warm start. The
+        options are AND's.
     tol : float or None, default=None
         Stop when the relative change of the components over a stage is at most ``tol``.
         None: round-off. In float64 ``10 * eps`` (2.2e-15). A float32 fit runs in float32

@@ -1,4 +1,5 @@
-"""Data-driven starts: the successive projection algorithm (SPA) over the leading rows."""
+"""Data-driven starts over the leading rows: the successive projection algorithm (SPA) and
+the non-negative double SVD (NNDSVDa)."""
 
 import numbers
 
@@ -7,7 +8,7 @@ import scipy.sparse as sp
 
 from ._engine import single_threaded_blas
 
-__all__ = ["check_random_state", "spa_init"]
+__all__ = ["check_random_state", "nndsvda_init", "spa_init"]
 
 
 def check_random_state(random_state):
@@ -103,4 +104,62 @@ def _spa(Y, n_components, rng):
             mean_abs = float(abs(Y).sum()) / (n_samples * n_features)
             C0[len(picked):] = np.asarray(weights @ Y) + 1e-3 * rng.standard_normal(
                 (missing, n_features)) * (mean_abs + 1e-12)
+    return C0
+
+
+def nndsvda_init(Y, n_components, rng):
+    """Start rows from the non-negative double SVD of the rows (NNDSVDa).
+
+    Boutsidis & Gallopoulos (2008), as scikit-learn's ``NMF(init="nndsvda")`` computes it:
+    the leading singular triplet as it is, and for each further one the non-negative or the
+    non-positive parts of its singular vectors, whichever carry more of it; entries below
+    ``1e-6`` are replaced by the mean of ``Y``. It suits data far from separability (text),
+    where SPA picks outlying rows. The truncated SVD is randomized (``O(n_components nnz)``
+    a power iteration, ``randomized_svd``).
+
+    Parameters
+    ----------
+    Y : {ndarray, csr_matrix} of shape (n_samples, n_features), non-negative
+    n_components : int
+        At most ``min(n_samples, n_features)``.
+    rng : numpy Generator
+        Seeds the randomized SVD.
+
+    Returns
+    -------
+    C0 : ndarray of shape (n_components, n_features), float64, positive
+    """
+    from sklearn.utils.extmath import randomized_svd
+
+    sparse = sp.issparse(Y)
+    Y = sp.csr_matrix(Y, dtype=np.float64) if sparse else np.asarray(Y, dtype=np.float64)
+    n_samples, n_features = Y.shape
+    values = Y.data if sparse else Y
+    if values.size and values.min() < 0:
+        raise ValueError(
+            f"init='nndsvda' needs non-negative rows; the rows the start reads have the value "
+            f"{values.min():.3g}. Use init='spa' (or 'random') for signed data."
+        )
+    if n_components > min(n_samples, n_features):
+        raise ValueError(
+            f"init='nndsvda' needs n_components <= min(n_samples, n_features) of the rows the "
+            f"start reads, got {n_components} components and {n_samples} x {n_features} rows. "
+            "Lower n_components, or use init='spa'."
+        )
+    mean = float(values.sum()) / (n_samples * n_features)
+    if not mean > 0:
+        raise ValueError("init='nndsvda': the rows the start reads are all zero; use "
+                         "init='spa' or an init array.")
+    U, S, V = randomized_svd(Y, n_components, random_state=int(rng.integers(2**31 - 1)))
+    C0 = np.zeros((n_components, n_features))
+    C0[0] = np.sqrt(S[0]) * np.abs(V[0])
+    for j in range(1, n_components):
+        x, y = U[:, j], V[j]
+        parts = [(np.maximum(x, 0), np.maximum(y, 0)), (np.maximum(-x, 0), np.maximum(-y, 0))]
+        norms = [(np.linalg.norm(a), np.linalg.norm(b)) for a, b in parts]
+        side = 0 if norms[0][0] * norms[0][1] > norms[1][0] * norms[1][1] else 1
+        x_norm, y_norm = norms[side]
+        if x_norm * y_norm > 0:
+            C0[j] = np.sqrt(S[j] * x_norm * y_norm) * parts[side][1] / y_norm
+    C0[C0 < 1e-6] = mean
     return C0

@@ -96,8 +96,9 @@ def build_parser():
     f.add_argument("--stage-length", type=int, default=None,
                    help="samples per stage (None: one pass over the file)")
     f.add_argument("--init", default="spa",
-                   help="spa, random, or 'warm:RL' for the papers' A*(I+U) start built from "
-                        "the file's true 'components' (RL scales U; 1 is the paper's)")
+                   help="spa, nndsvda, random, or 'warm:RL' for the papers' A*(I+U) start "
+                        "built from the file's true 'components' (RL scales U; 1 is the "
+                        "paper's)")
     f.add_argument("--checkpoint", default=None,
                    help="checkpoint file (HDF5) written at every stage end; never the data "
                         "file or a file this fit did not write")

@@ -260,7 +260,7 @@ def test_fit_transform_and_sparse_input_agree_with_dense():
     np.testing.assert_allclose(Z, dense.transform(data), rtol=1e-9, atol=1e-12)
 
 
-@pytest.mark.parametrize("init", ["spa", "random"])
+@pytest.mark.parametrize("init", ["spa", "nndsvda", "random"])
 def test_data_driven_inits_agree_on_dense_and_csr(init):
     data, _, _ = small_problem()
     sparse_data = sp.csr_matrix(np.where(data > 0.01, data, 0.0))
@@ -363,6 +363,36 @@ def test_non_numeric_and_empty_input():
         AND(2).fit(np.array([["a", "b"], ["c", "d"]]))
     with pytest.raises(ValueError, match="0 sample"):
         AND(2).fit(np.zeros((0, 5)))
+
+
+@pytest.mark.parametrize("csr", [False, True])
+def test_nndsvda_start_is_scikit_learns(csr):
+    from sklearn.decomposition._nmf import _initialize_nmf
+
+    from streamnmf._start import nndsvda_init
+
+    rng = np.random.default_rng(3)
+    X = rng.random((60, 40)) * (rng.random((60, 40)) < 0.3)
+    X = sp.csr_matrix(X) if csr else X
+    C0 = nndsvda_init(X, 7, np.random.default_rng(5))
+    seed = int(np.random.default_rng(5).integers(2**31 - 1))  # the seed nndsvda_init draws
+    H = _initialize_nmf(X, 7, init="nndsvda", random_state=seed)[1]
+    np.testing.assert_allclose(C0, H, rtol=1e-10, atol=1e-12)
+    assert C0.min() > 0
+    est = AND(7, init="nndsvda", random_state=5, n_stages=3).fit(X)
+    assert est.nonnegative_ and est.components_.min() >= 0
+
+
+@pytest.mark.parametrize("data, message", [
+    (np.random.default_rng(0).standard_normal((50, 20)),
+     r"init='nndsvda' needs non-negative rows; .* value -\d.*Use init='spa'"),
+    (np.random.default_rng(0).random((5, 20)),
+     r"n_components <= min\(n_samples, n_features\).* got 6 components and 5 x 20 rows"),
+    (np.zeros((50, 20)), r"init='nndsvda': the rows the start reads are all zero"),
+])
+def test_nndsvda_start_refuses_what_it_cannot_start_from(data, message):
+    with pytest.raises(ValueError, match=message):
+        AND(6, init="nndsvda").fit(data)
 
 
 def test_init_of_wrong_shape():
