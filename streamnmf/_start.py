@@ -137,7 +137,7 @@ def nndsvda_init(Y, n_components, rng):
     values = Y.data if sparse else Y
     if values.size and values.min() < 0:
         raise ValueError(
-            f"init='nndsvda' needs non-negative rows; the rows the start reads have the value "
+            f"init='nndsvda' needs non-negative rows; the rows the start reads hold "
             f"{values.min():.3g}. Use init='spa' (or 'random') for signed data."
         )
     if n_components > min(n_samples, n_features):

@@ -385,7 +385,7 @@ def test_nndsvda_start_is_scikit_learns(csr):
 
 @pytest.mark.parametrize("data, message", [
     (np.random.default_rng(0).standard_normal((50, 20)),
-     r"init='nndsvda' needs non-negative rows; .* value -\d.*Use init='spa'"),
+     r"init='nndsvda' needs non-negative rows; the rows the start reads hold -\d.*'spa'"),
     (np.random.default_rng(0).random((5, 20)),
      r"n_components <= min\(n_samples, n_features\).* got 6 components and 5 x 20 rows"),
     (np.zeros((50, 20)), r"init='nndsvda': the rows the start reads are all zero"),
