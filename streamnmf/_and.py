@@ -185,10 +185,11 @@ class AND(StreamingNMFBase):
     tol : float or None, default=None
         Stop when the relative change of the components over a stage is at most ``tol``.
         None: round-off. In float64 ``10 * eps`` (2.2e-15). A float32 fit of a full-batch
-        update runs in float32 arithmetic until its change falls to 4 float32 ulps, then
-        finishes with the decode and the block products in float64 (data and components stay
-        float32) until the change is at most 0.05 ulp: ln -28 on DIR, where float32
-        arithmetic stalls at -24. A float ``tol`` applies as it is, without the float64 finish.
+        update runs in float32 arithmetic until its change falls to 4 float32 ulps (or
+        stalls near that), then finishes with the decode and the block products in float64
+        (data and components stay float32) until the change is at most 0.05 ulp: ln -28 on
+        DIR, where float32 arithmetic stalls at -24. A float ``tol`` applies as it is,
+        without the float64 finish.
     n_iter_no_change : int or None, default=10
         Stop when the change has not reached a new minimum for this many stages (round-off or
         the noise floor), or when the objective fell by less than 1% over this many stages

@@ -47,6 +47,8 @@ ROUND_OFF_TOL_FLOAT64 = 10 * np.finfo(np.float64).eps
 #: ulps has reached what float32 arithmetic resolves and finishes in float64 arithmetic
 #: (``StageLoop.refine``) ...
 REFINE_AT_ULPS = 4.0
+#: ... or, should its change stall above that, whose best change is at most this many
+REFINE_STALLED_ULPS = 64.0
 #: ... until a stage changes the float32 components by at most this, relative
 REFINE_TOL = 5e-2 * np.finfo(np.float32).eps
 #: coordinate-descent sweeps and relative tolerance of the NNLS codes of ``transform``
@@ -509,14 +511,11 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         ``n_iter_no_change`` stages: round-off or the noise floor reached)."""
         # a stage that decoded nothing leaves the matrix as it was: that is not convergence
         converged = row["change"] <= self._tol(loop) and row["density"] > 0
-        if (converged or row["change"] <= REFINE_AT_ULPS * np.finfo(np.float32).eps) and (
-                self.tol is None and self._in_fit and loop.can_refine and not loop.refining
-                and row["density"] > 0 and not asked):
-            # float32 arithmetic has done what it can: the fit goes on in float64 arithmetic,
-            # and its stopping rules start afresh
-            loop.refine()
-            self._best_change, self._stalled = np.inf, 0
-            return False
+        may_refine = (self.tol is None and self._in_fit and loop.can_refine and not loop.refining
+                      and row["density"] > 0 and not asked)
+        ulp = np.finfo(np.float32).eps
+        if may_refine and (converged or row["change"] <= REFINE_AT_ULPS * ulp):
+            return self._refine(loop)
         self._early_stopped |= asked or converged
         stop = asked or converged
         if row["change"] < self._best_change:
@@ -527,7 +526,17 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
                 stop = True
         if self.n_iter_no_change is not None and self._objective_plateau(loop.history):
             stop = True
+        if stop and may_refine and not converged and self._best_change <= REFINE_STALLED_ULPS * ulp:
+            # stalled above REFINE_AT_ULPS but near float32 round-off, not at a noise floor
+            return self._refine(loop)
         return stop
+
+    def _refine(self, loop):
+        """Float32 arithmetic has done what it can: the fit goes on in float64 arithmetic
+        (``StageLoop.refine``), and its stopping rules start afresh."""
+        loop.refine()
+        self._best_change, self._stalled = np.inf, 0
+        return False
 
     def _print_stage(self, row):
         print(

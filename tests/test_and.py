@@ -186,6 +186,20 @@ def test_float32_fit_finishes_in_float64_arithmetic_past_the_float32_floor():
     assert error <= -25.0 and error <= plain_error - 2.0, (error, plain_error)
 
 
+def test_a_float32_fit_that_stalls_above_the_switch_finishes_in_float64_too(monkeypatch):
+    # where float32 arithmetic stalls above REFINE_AT_ULPS (here made lower than DIR's stall
+    # at 1-1.3 ulps), the stall rule switches instead of stopping
+    from streamnmf import _base
+
+    monkeypatch.setattr(_base, "REFINE_AT_ULPS", 0.5)
+    Y, truth, _ = make_dataset("dir", 5000, 30, 400, random_state=0, dtype=np.float32)
+    est = AND(30, random_state=0, blas_threads=1)
+    seen = refining_stages(est)
+    est.fit(Y)
+    assert True in seen
+    assert log_total_correlation_error(est.components_, truth) <= -25.0
+
+
 def test_a_float32_fit_resumed_while_refining_equals_the_uninterrupted_one(tmp_path):
     Y, truth, _ = make_dataset("ctm-ref", 3000, 20, 300, random_state=0, dtype=np.float32)
     kwargs = dict(random_state=0, blas_threads=1, n_iter_no_change=None)
