@@ -526,7 +526,7 @@ class StreamingNMFBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
                 stop = True
         if self.n_iter_no_change is not None and self._objective_plateau(loop.history):
             stop = True
-        if stop and may_refine and not converged and self._best_change <= REFINE_STALLED_ULPS * ulp:
+        if stop and may_refine and self._best_change <= REFINE_STALLED_ULPS * ulp:
             # stalled above REFINE_AT_ULPS but near float32 round-off, not at a noise floor
             return self._refine(loop)
         return stop

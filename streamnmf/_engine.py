@@ -354,7 +354,9 @@ class StageLoop:
         Samples averaged per update in per-sample rules.
     """
 
-    refining = False  # class default: a loop pickled before refine existed
+    #: float64 decode and products of float32 data (:meth:`refine`); a class attribute, so
+    #: that a loop pickled before refine existed reads False too
+    refining = False
 
     def __init__(self, rule, schedule, C0, stage_length=None, sgd_eta=None, batch_size=1):
         self.rule = rule
@@ -362,7 +364,6 @@ class StageLoop:
         # the loop owns C0 (the estimator hands over a fresh array): no second copy
         self.C = np.ascontiguousarray(C0)
         self.dtype = self.C.dtype
-        self.refining = False  # float64 decode and products of float32 data (refine)
         self.stage_length = stage_length
         self.sgd_eta = sgd_eta
         self.batch_size = int(batch_size)
