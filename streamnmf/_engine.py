@@ -487,6 +487,7 @@ class StageLoop:
         self.schedule.observe(
             self.stage, self.alpha, change=change, code_scale=stats.code_max / stats.count,
             decoding_error=max(0.0, -stats.v_min), objective=float(objective),
+            energy=stats.sum_yy / stats.count,
         )
         self.seconds += time.perf_counter() - t0
         row = dict(

@@ -42,7 +42,8 @@ class ThresholdSchedule:
         """Threshold for stage ``stage`` (0-based)."""
         raise NotImplementedError
 
-    def observe(self, stage, alpha, *, change, code_scale, decoding_error, objective=np.nan):
+    def observe(self, stage, alpha, *, change, code_scale, decoding_error, objective=np.nan,
+                energy=np.nan):
         """Learn from the end of a stage.
 
         Parameters
@@ -60,6 +61,9 @@ class ThresholdSchedule:
             are non-negative, so this is an observed decoding error.
         objective : float
             Mean squared residual ``||y - C^T z||^2`` of the stage's samples (NaN if unknown).
+        energy : float
+            Mean squared norm ``||y||^2`` of the stage's samples (NaN if unknown): with
+            ``objective``, the share of the data the model leaves unexplained.
         """
 
     #: stage the schedule (re)started at: stage-indexed schedules count from it
@@ -157,6 +161,12 @@ class Explicit(ThresholdSchedule):
 
 #: ``Adaptive`` rises when the matrix moved by more than this many thresholds in a stage
 RISE_MARGIN = 2.0
+#: ``Adaptive`` is "far from the model" after ``FAR_STAGES`` stages in a row whose decoding
+#: error exceeded ``FAR_RATIO`` thresholds while their residual held more than ``FAR_RESIDUAL``
+#: of the data's energy (class docstring)
+FAR_RATIO = 4.0
+FAR_STAGES = 3
+FAR_RESIDUAL = 0.01
 #: states of ``Adaptive``'s rise: never restarted, restarted (waits for the careful descent)
 OFF, ARMED, ON = 0.0, 1.0, 2.0
 
@@ -207,6 +217,23 @@ class Adaptive(ThresholdSchedule):
     they are -9.9, -20.2 and -2.1 after 200 stages. Probing only while the decoding error was
     within 2x of the threshold kept the threshold at ``alpha0`` on ORL faces (error 1.5% above
     scikit-learn's cd instead of 0.7%).
+
+    **Far from the model.** Both rules above fall at most 1.1-fold a stage, which on real
+    data is the whole fit: on text the decoding error is 4-300 thresholds within 10-50
+    stages and the residual keeps 75-98% of the data's energy (faces 4%), where on the
+    papers' data the decoding error stays below the threshold (DIR 0.2-0.9 thresholds,
+    CTM-ref 0.03) or the residual is the noise's (0.2%). After ``FAR_STAGES`` (3) stages in a
+    row with the decoding error above ``FAR_RATIO`` (4) thresholds *and* a residual above
+    ``FAR_RESIDUAL`` (1%) of the energy, the threshold screens no decoding error, so the
+    careful start has nothing left to protect and ends; and each probe kept in a row squares
+    the next one's factor (1.1, 1.21, 1.46, ... at most ``max_decay``), a failed probe
+    starting again at 1.1. Measured with the defaults: rows scaled to sum 1 of 63k health
+    tweets took 35 stages instead of 55 (error 0.21% above cd's instead of 0.46%), 992
+    parliament speeches 30 instead of 46; news rows scaled to sum 1 ended 0.17% above cd
+    instead of 0.66%; the papers' exact and noisy cases and Dirichlet(20/n, 40/n, 80/n)
+    weights gave the same ln errors at the same stages. Gated by the decoding error alone, the
+    accelerated probes took Dirichlet(40/n) to a wrong fixed point (ln 2.9 at stage 30
+    instead of -12.0 after 200).
 
     Measured (DIR, n=100, m=1000, N=5000, stagewise solve): ln error -58.7 after 200 stages
     (160 without the careful start), -65.7 on the near one-hot CTM variant after 66 (20).
@@ -267,11 +294,14 @@ class Adaptive(ThresholdSchedule):
         # probe bookkeeping: [stage that chose the probe, alpha and objective of that stage,
         # lowest alpha where a probe failed (a noise floor; no probing at or above it)]
         self._probe = np.array([-1.0, np.nan, np.nan, np.inf])
+        self._far = 0.0  # stages in a row with the decoding error above FAR_RATIO thresholds
+        self._streak = 0.0  # probes in a row that lowered the objective
 
     def alpha(self, stage):
         return self._next
 
-    def observe(self, stage, alpha, *, change, code_scale, decoding_error, objective=np.nan):
+    def observe(self, stage, alpha, *, change, code_scale, decoding_error, objective=np.nan,
+                energy=np.nan):
         if not (np.isfinite(change) and np.isfinite(code_scale)) or code_scale <= 0:
             # nothing decoded this stage: the threshold is above every decoded value
             self._next = alpha / self.max_decay
@@ -286,7 +316,12 @@ class Adaptive(ThresholdSchedule):
             if not objective < objective_before:
                 self._probe[3] = alpha_before
                 self._next = alpha_before
+                self._streak = 0.0
                 return
+            self._streak += 1.0
+        far_now = decoding_error > FAR_RATIO * alpha and objective > FAR_RESIDUAL * energy
+        self._far = self._far + 1.0 if far_now else 0.0
+        far = self._far >= FAR_STAGES  # far from the model (class docstring)
         target = self.kappa * max(decoding_error, change * code_scale)
         new = max(min(alpha, max(target, alpha / self.max_decay)), floor)
         # stalled: converged for this threshold (the matrix moved less than the decoding
@@ -300,8 +335,10 @@ class Adaptive(ThresholdSchedule):
             # error is as large as the threshold itself: the bias of a threshold that cuts true
             # weights (dense weights), or a noise floor. Try a lower one for a stage.
             self._probe[:3] = stage, alpha, objective
-            new = alpha / self.probe
-        careful = alpha > self.alpha0 / self.slow_range  # careful start (class docstring)
+            # far from the model, every kept probe squares the next one's factor
+            factor = self.probe ** (2.0 ** min(self._streak, 8.0)) if far else self.probe
+            new = max(alpha / min(factor, self.max_decay), floor)
+        careful = alpha > self.alpha0 / self.slow_range and not far  # careful start
         if self._rising == ARMED and not careful:
             self._rising = ON  # the careful descent after a restart is over
         moving = self.kappa * max(decoding_error, change * code_scale)
@@ -319,6 +356,7 @@ class Adaptive(ThresholdSchedule):
     def restart(self, stage, alpha=None):
         # a new stream: what the probes learned about the old one's noise floor is void
         self._probe = np.array([-1.0, np.nan, np.nan, np.inf])
+        self._far = self._streak = 0.0
         self._next = self.alpha0 if alpha is None else min(self.alpha0, max(alpha, self._next))
         self.lowering = False
         # from alpha0 the careful descent runs first; a rise has no descent to wait for
@@ -326,7 +364,7 @@ class Adaptive(ThresholdSchedule):
 
     def state(self):
         return np.concatenate([[self._next], self._probe,
-                               [float(self.lowering), self._rising]])
+                               [float(self.lowering), self._rising, self._far, self._streak]])
 
     def set_state(self, values):
         self._next = float(values[0])
@@ -334,6 +372,8 @@ class Adaptive(ThresholdSchedule):
             self._probe = np.array(values[1:5], dtype=float)
         self.lowering = bool(values[5]) if len(values) > 5 else False
         self._rising = float(values[6]) if len(values) > 6 else OFF
+        self._far = float(values[7]) if len(values) > 7 else 0.0
+        self._streak = float(values[8]) if len(values) > 8 else 0.0
 
     def __repr__(self):
         return (

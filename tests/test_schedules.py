@@ -1,9 +1,12 @@
-"""Threshold schedules: the careful start, stall probes, restarts and their parameters."""
+"""Threshold schedules: the careful start, stall probes, the far-from-the-model regime,
+restarts and their parameters."""
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
+from sklearn.decomposition import NMF
 
-from streamnmf import schedules
+from streamnmf import AND, schedules
 from streamnmf.schedules import Adaptive, Explicit, Geometric
 
 
@@ -88,3 +91,68 @@ def test_adaptive_rises_only_after_a_restart_and_its_careful_descent():
     assert replaced.alpha(1) <= replaced.alpha0
     with pytest.raises(ValueError, match="max_rise must be > 1 or None"):
         Adaptive(max_rise=1.0)
+
+
+def test_adaptive_far_from_the_model_ends_the_careful_start_and_accelerates_kept_probes():
+    # text-like stages: converged for the threshold, decoding error 10 thresholds, and a
+    # residual that keeps half of the data's energy
+    def stage(schedule, j, objective, energy=1.0, error_ratio=10.0):
+        alpha = schedule.alpha(j)
+        schedule.observe(j, alpha, change=1e-9, code_scale=1.0,
+                         decoding_error=error_ratio * alpha, objective=objective,
+                         energy=energy)
+        return alpha
+
+    far = Adaptive()
+    alphas = [stage(far, j, objective=0.5 - 0.01 * j) for j in range(8)]
+    # the careful start (1.1 a stage) until the FAR_STAGES-th far stage; from then on each
+    # probe kept in a row squares the factor (1.1**4 after two kept ones), at most max_decay
+    ratios = np.array(alphas[:-1]) / np.array(alphas[1:])
+    n_careful = schedules.FAR_STAGES - 1
+    assert ratios[:n_careful] == pytest.approx([1.1] * n_careful)
+    assert ratios[n_careful:n_careful + 2] == pytest.approx([1.1**4, 1.1**8])
+    assert ratios[-1] == pytest.approx(far.max_decay)
+    assert not far.lowering  # the plateau rule may stop the fit again
+    # a resumed schedule goes on exactly (the counts are part of its state)
+    resumed = Adaptive()
+    resumed.set_state(far.state())
+    assert stage(resumed, 8, 0.3) == stage(far, 8, 0.3)
+    assert resumed.alpha(9) == far.alpha(9)
+    # a probe whose residual rose: back to the level before it, the streak starts again
+    before = far.alpha(9)
+    stage(far, 9, objective=1.0)
+    assert far.alpha(10) == pytest.approx(before * far.max_decay)
+    # the model explains the data (residual 0.1% of the energy): the careful start stays
+    fits = Adaptive()
+    alphas = [stage(fits, j, objective=1e-3 * 0.9**j) for j in range(8)]
+    assert np.array(alphas[:-1]) / np.array(alphas[1:]) == pytest.approx([1.1] * 7)
+    # no energy given (a caller of the older signature): never far
+    unknown = Adaptive()
+    for j in range(8):
+        alpha = unknown.alpha(j)
+        unknown.observe(j, alpha, change=1e-9, code_scale=1.0, decoding_error=10 * alpha,
+                        objective=0.5 - 0.01 * j)
+    assert unknown.alpha(8) == pytest.approx(0.1 / 1.1**8)
+    # a checkpoint written before the far counts (7 values): restored with none
+    almost = Adaptive()
+    for j in range(n_careful):
+        stage(almost, j, objective=0.5 - 0.01 * j)
+    old = Adaptive()
+    old.set_state(almost.state()[:7])
+    falls = [stage(schedule, n_careful, objective=0.4) / schedule.alpha(n_careful + 1)
+             for schedule in (almost, old)]
+    assert falls == pytest.approx([1.1**4, 1.1])
+
+
+def test_on_short_documents_the_threshold_leaves_the_careful_descent():
+    # rows scaled to sum 1 of short documents (12 words drawn from 10 topics): counting noise
+    # that the model does not generate, as on real text
+    rng = np.random.default_rng(0)
+    topics = rng.dirichlet(np.full(800, 0.05), size=10)
+    counts = rng.poisson(12 * rng.dirichlet(np.full(10, 0.3), size=3000) @ topics)
+    counts = counts[counts.sum(axis=1) > 0]
+    Y = sp.csr_matrix(counts / counts.sum(axis=1, keepdims=True))
+    model = AND(10, random_state=0).fit(Y)
+    assert model.alpha_ < 1e-9  # the careful descent alone: 7.6e-3 after the same 28 stages
+    reference = NMF(10, init="nndsvda", random_state=0).fit(Y)
+    assert model.reconstruction_err_ < 1.01 * reference.reconstruction_err_
