@@ -15,6 +15,8 @@ source in ``bench/results``):
   the run's budget and the seconds run;
 * ``real_table`` (``real_table.json``): one table per data set, as ``bench/real_table.py``
   prints it (its ``markdown`` function);
+* ``real_table_heldout`` (``real_table_heldout.json``): the same for the held-out data sets
+  (``bench/real_table.py --heldout``), with the acceptance checks;
 * ``drift`` (``drift.json``): the acceptance figures of every scenario and method.
 
 A table whose JSON is missing is left as it is (and reported).
@@ -134,6 +136,7 @@ def drift_table(result):
 TABLES = {
     "recovery": ("recovery.json", recovery_table),
     "real_table": ("real_table.json", real_table_tables),
+    "real_table_heldout": ("real_table_heldout.json", real_table_tables),
     "drift": ("drift.json", drift_table),
 }
 
