@@ -31,11 +31,16 @@ def spa_init(Y, n_components, rng):
     picks them greedily: the sample with the largest norm (after scaling every sample to unit
     l1 norm when the data are non-negative; signed rows are taken as they are), then the one
     with the largest norm after projecting out the picked ones, and so on; under
-    separability these are the purest samples. The projections are kept implicit
-    (an orthonormal basis of the picked rows and the squared projections of every row on it),
-    so a CSR block stays sparse: the cost is O(n_components * nnz + n_components^2 *
-    n_features). Rows SPA cannot fill (fewer samples or a smaller rank than
-    ``n_components``) are random convex combinations of samples.
+    separability these are the purest samples. The greedy picks run on the scaled rows'
+    coordinates in their leading ``n_components``-dimensional right singular subspace
+    (:func:`leading_subspace_coordinates`, randomized) and the start rows are the picked
+    rows of ``Y`` as they are: on exact low-rank data (the papers' models) the projection is
+    lossless and the picks are those of the raw rows; on real data it drops the noise
+    outside that subspace, in which short documents and outlying images would otherwise
+    have the largest norms (on text, 10-30% fewer stages to the stopping rule). The cost is
+    O(n_components * nnz) for the projection (6 products with the rows) and
+    O(n_components^2 * n_samples) for the picks. Rows SPA cannot fill (fewer samples or a
+    smaller rank than ``n_components``) are random convex combinations of samples.
 
     Parameters
     ----------
@@ -47,16 +52,8 @@ def spa_init(Y, n_components, rng):
     -------
     C0 : ndarray of shape (n_components, n_features), float64
     """
-    # matrix-vector products, one a pick: a second BLAS thread gains little there and on a
-    # busy machine its spinning made the start 4x slower (0.8 s against 0.18 s, 2000 x 1000)
-    with single_threaded_blas():
-        return _spa(Y, n_components, rng)
-
-
-def _spa(Y, n_components, rng):
     sparse = sp.issparse(Y)
     Y = sp.csr_matrix(Y, dtype=np.float64) if sparse else np.asarray(Y, dtype=np.float64)
-    n_samples, n_features = Y.shape
     l1 = np.asarray(abs(Y).sum(axis=1)).ravel()
     values = Y.data if sparse else Y
     if values.size and values.min() < 0:
@@ -68,6 +65,55 @@ def _spa(Y, n_components, rng):
     else:
         scale = np.divide(1.0, l1, out=np.zeros_like(l1), where=l1 > 0)
     R = sp.diags(scale) @ Y if sparse else Y * scale[:, None]
+    if n_components < min(R.shape):
+        R = leading_subspace_coordinates(R, n_components, rng)
+    # matrix-vector products, one a pick: a second BLAS thread gains little there and on a
+    # busy machine its spinning made the start 4x slower (0.8 s against 0.18 s, 2000 x 1000)
+    with single_threaded_blas():
+        picked = _spa_picks(R, n_components)
+    return _start_rows(Y, l1, picked, n_components, rng)
+
+
+def leading_subspace_coordinates(R, rank, rng, n_oversamples=10, n_power_iter=2):
+    """The rows of R in the basis of R's leading right singular subspace, randomized.
+
+    ``R @ V.T`` for the top ``rank`` right singular vectors ``V`` (Halko, Martinsson & Tropp
+    2011, a range finder with power iterations), without forming V: with ``B = Q.T @ R`` and
+    ``B @ B.T = U diag(s**2) U.T`` the coordinates are ``Q @ U * s``. Row norms and inner
+    products in the subspace are those of the projected rows, so SPA on them picks the rows
+    purest after the noise outside the leading subspace is dropped; on exact rank-``rank``
+    data the projection is lossless and the picks are those of the raw rows.
+
+    Parameters
+    ----------
+    R : {ndarray, csr_matrix} of shape (n_samples, n_features)
+    rank : int
+        Below ``min(n_samples, n_features)``.
+    rng : numpy Generator
+    n_oversamples, n_power_iter : int
+
+    Returns
+    -------
+    coordinates : ndarray of shape (n_samples, rank), float64
+    """
+    width = min(rank + n_oversamples, min(R.shape))
+    Q = R @ rng.standard_normal((R.shape[1], width))
+    for _ in range(n_power_iter):
+        # subspace iteration on R R^T, re-orthonormalised every step (the powers would
+        # otherwise bury all but the top direction in round-off); only the (n_samples, width)
+        # side is factored: a (n_features, width) factorization would double the start's
+        # peak memory on wide vocabularies
+        Q = np.asarray(R @ np.asarray(R.T @ np.linalg.qr(Q)[0]))
+    Q, _ = np.linalg.qr(Q)
+    W = np.asarray(R.T @ Q)  # B.T, (n_features, width)
+    eigenvalues, U = np.linalg.eigh(W.T @ W)
+    top = np.argsort(eigenvalues)[::-1][:rank]
+    return (Q @ U[:, top]) * np.sqrt(np.maximum(eigenvalues[top], 0.0))
+
+
+def _spa_picks(R, n_components):
+    sparse = sp.issparse(R)
+    n_samples, n_features = R.shape
     norms = np.asarray(R.multiply(R).sum(axis=1)).ravel() if sparse else np.einsum(
         "ij,ij->i", R, R)
     projected = np.zeros(n_samples)  # squared norm of every row's part in the picked span
@@ -92,6 +138,13 @@ def _spa(Y, n_components, rng):
         basis = basis_rows[:len(picked) + 1]
         projected += np.square(R @ basis[-1])
         picked.append(j)
+    return picked
+
+
+def _start_rows(Y, l1, picked, n_components, rng):
+    """The picked rows of Y, and random convex combinations of rows for the rest."""
+    sparse = sp.issparse(Y)
+    n_samples, n_features = Y.shape
     C0 = np.empty((n_components, n_features))
     for i, j in enumerate(picked):
         C0[i] = Y[j].toarray().ravel() if sparse else Y[j]

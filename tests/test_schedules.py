@@ -152,7 +152,10 @@ def test_on_short_documents_the_threshold_leaves_the_careful_descent():
     counts = rng.poisson(12 * rng.dirichlet(np.full(10, 0.3), size=3000) @ topics)
     counts = counts[counts.sum(axis=1) > 0]
     Y = sp.csr_matrix(counts / counts.sum(axis=1, keepdims=True))
-    model = AND(10, random_state=0).fit(Y)
-    assert model.alpha_ < 1e-9  # the careful descent alone: 7.6e-3 after the same 28 stages
+    # from random rows (SPA's start is close enough here that the careful descent suffices)
+    model = AND(10, init="random", random_state=0).fit(Y)
+    assert model.alpha_ < 1e-9  # the careful descent alone: 1.6e-2 after the same 20 stages
     reference = NMF(10, init="nndsvda", random_state=0).fit(Y)
     assert model.reconstruction_err_ < 1.01 * reference.reconstruction_err_
+    assert AND(10, random_state=0).fit(Y).reconstruction_err_ < (
+        1.01 * reference.reconstruction_err_)
