@@ -101,14 +101,46 @@ def leading_subspace_coordinates(R, rank, rng, n_oversamples=10, n_power_iter=2)
     for _ in range(n_power_iter):
         # subspace iteration on R R^T, re-orthonormalised every step (the powers would
         # otherwise bury all but the top direction in round-off); only the (n_samples, width)
-        # side is factored: a (n_features, width) factorization would double the start's
+        # side is orthonormalised: the (n_features, width) one too would double the start's
         # peak memory on wide vocabularies
-        Q = np.asarray(R @ np.asarray(R.T @ np.linalg.qr(Q)[0]))
-    Q, _ = np.linalg.qr(Q)
+        Q = np.asarray(R @ np.asarray(R.T @ _orthonormal_columns(Q, passes=1)))
+    Q = _orthonormal_columns(Q)
     W = np.asarray(R.T @ Q)  # B.T, (n_features, width)
     eigenvalues, U = np.linalg.eigh(W.T @ W)
     top = np.argsort(eigenvalues)[::-1][:rank]
-    return (Q @ U[:, top]) * np.sqrt(np.maximum(eigenvalues[top], 0.0))
+    coordinates = np.zeros((R.shape[0], rank))
+    coordinates[:, :len(top)] = (Q @ U[:, top]) * np.sqrt(np.maximum(eigenvalues[top], 0.0))
+    return coordinates
+
+
+def _orthonormal_columns(X, passes=2):
+    """An orthonormal basis of the numerical range of X's columns, by the Gram matrix.
+
+    SVQB (Stathopoulos & Wu 2002): from ``X^T X = V diag(lam) V^T``, ``X V lam^-1/2``
+    over the eigenvalues above round-off. Two GEMMs of X's size a pass, where a
+    Householder QR, which forms Q explicitly, costs about 5x a pass (16 384 x 110, one
+    thread: 0.11 s against 0.02 s); null directions (rows of exactly low rank) are dropped
+    instead of breaking a Cholesky factorization.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_rows, width)
+    passes : int, default=2
+        The second pass makes the columns orthogonal to round-off; a power iteration's
+        intermediate basis needs only the first.
+
+    Returns
+    -------
+    Q : ndarray of shape (n_rows, rank_of_X)
+        Orthonormal columns spanning X's numerical range (no columns if X is zero).
+    """
+    for _ in range(passes):
+        eigenvalues, V = np.linalg.eigh(X.T @ X)
+        keep = eigenvalues > 1e-12 * max(eigenvalues.max(initial=0.0), 0.0)
+        if not keep.any():
+            return X[:, :0]
+        X = X @ (V[:, keep] / np.sqrt(eigenvalues[keep]))
+    return X
 
 
 def _spa_picks(R, n_components):

@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from streamnmf._start import _spa_picks, leading_subspace_coordinates, spa_init
+from streamnmf._start import (
+    _orthonormal_columns, _spa_picks, leading_subspace_coordinates, spa_init,
+)
 
 
 def low_rank_rows(n_samples, n_features, rank, seed, noise=0.0):
@@ -75,3 +77,14 @@ def test_fewer_pure_rows_than_components_are_filled(n_samples):
 def test_an_all_zero_block_gets_a_random_start():
     C0 = spa_init(np.zeros((20, 8)), 3, np.random.default_rng(0))
     assert C0.shape == (3, 8) and np.all(np.isfinite(C0)) and C0.min() >= 0
+
+
+def test_orthonormal_columns_span_the_range_of_rank_deficient_columns():
+    rng = np.random.default_rng(7)
+    X = rng.standard_normal((500, 4)) @ rng.standard_normal((4, 9))  # rank 4 of 9 columns
+    Q = _orthonormal_columns(X)
+    assert Q.shape == (500, 4)
+    np.testing.assert_allclose(Q.T @ Q, np.eye(4), atol=1e-13)
+    reference = np.linalg.svd(X, full_matrices=False)[0][:, :4]  # the range, NumPy's SVD
+    np.testing.assert_allclose(Q @ Q.T, reference @ reference.T, atol=1e-10)
+    assert _orthonormal_columns(np.zeros((10, 3))).shape == (10, 0)
